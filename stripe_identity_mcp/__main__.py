@@ -1,0 +1,3 @@
+from stripe_identity_mcp.cli import main
+
+main()
