@@ -1,0 +1,23 @@
+"""Toolsets: one module per toolset, each exporting TOOLSET and register(server, settings)."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# "access" (describe_access) is always on; the others follow Settings.enabled_toolsets().
+MODULES = ("access", "customers", "billing", "team", "connect", "identity", "export")
+
+
+def _load() -> list[ModuleType]:
+    loaded = []
+    for name in MODULES:
+        try:
+            loaded.append(importlib.import_module(f"{__name__}.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    return loaded
+
+
+REGISTRY: list[ModuleType] = _load()

@@ -1,0 +1,132 @@
+"""Command line: serve (default), sandbox, export, doctor, demo, token. Heavy parts import lazily."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from stripe_identity_mcp.settings import ALL_TOOLSETS, ConfigError, Settings
+
+SANDBOX_KEY = "sk_test_sandbox"
+SANDBOX_SCIM_TOKEN = "scim_sandbox"
+
+# Subcommands implemented in other modules: name → (module, function(argv) -> int). Imported on use.
+EXTERNAL: dict[str, tuple[str, str, str]] = {
+    "sandbox": ("stripe_identity_mcp.sandbox.runner", "main_sandbox", "run the Stripe + SCIM emulator alone"),
+    "export": ("stripe_identity_mcp.export.cli", "main_export", "export every customer to JSONL/CSV"),
+    "doctor": ("stripe_identity_mcp.doctor", "main_doctor", "check key, reachability, SCIM token, portal config"),
+    "demo": ("stripe_identity_mcp.demo", "main_demo", "run a scripted conversation against the sandbox"),
+    "token": ("stripe_identity_mcp.http_auth", "main_token", "create a bearer token for the HTTP transport"),
+}
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by every command that talks to Stripe; each overrides its environment variable."""
+    g = parser.add_argument_group("Stripe connection (flags override env / .env)")
+    g.add_argument("--sandbox", action="store_true", help="serve against the embedded emulator (seeded demo data)")
+    g.add_argument("--api-key", help="Stripe key (prefer STRIPE_API_KEY: flags show up in process lists)")
+    g.add_argument("--api-base", help="default https://api.stripe.com (env STRIPE_API_BASE)")
+    g.add_argument("--api-version", help="Stripe-Version header (env STRIPE_API_VERSION)")
+    g.add_argument("--stripe-account", help="Stripe-Account header for platforms (env STRIPE_ACCOUNT)")
+    g.add_argument("--scim-base", help="default https://access.stripe.com/scim/v2 (env STRIPE_SCIM_BASE)")
+    g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+
+
+def add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    add_settings_flags(parser)
+    g = parser.add_argument_group("scope and safety")
+    g.add_argument("--toolsets", help=f"comma list of {','.join(ALL_TOOLSETS)} (default: all with credentials)")
+    g.add_argument("--allow-writes", action="store_true", default=None, help="register write tools")
+    g.add_argument("--allow-live-writes", action="store_true", default=None, help="also allow writes with a live key")
+    g.add_argument("--read-only", action="store_true", default=None, help="force read-only (wins over the above)")
+    g.add_argument("--confirm", choices=["elicit", "param-only"], help="destructive-call confirmation mode")
+    g.add_argument("--audit-log", help="JSONL audit log path for write attempts")
+    g.add_argument("--export-dir", help="directory export_customers may write into (default ./exports)")
+    t = parser.add_argument_group("transport")
+    t.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    t.add_argument("--host", default="127.0.0.1")
+    t.add_argument("--port", type=int, default=8765)
+    t.add_argument("--stateless", action="store_true", help="HTTP: stateless mode for several replicas")
+    t.add_argument("--tokens-file", help="HTTP: bearer token file (TOML/JSON)")
+    t.add_argument("--allowed-origin", action="append", default=None, help="HTTP: allowed Origin (repeatable)")
+    t.add_argument("--allowed-host", action="append", default=None, help="HTTP: allowed Host header (repeatable)")
+
+
+_FLAG_FIELDS = (
+    "api_key", "api_base", "api_version", "stripe_account", "scim_base", "log_level", "toolsets",
+    "allow_writes", "allow_live_writes", "read_only", "confirm", "audit_log", "export_dir", "tokens_file",
+)  # fmt: skip
+
+
+def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f, None) is not None}
+    overrides.update(extra)
+    return Settings(**overrides)
+
+
+@contextmanager
+def maybe_sandbox(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """With --sandbox, start the emulator on a free loopback port and point the settings at it."""
+    if not getattr(args, "sandbox", False):
+        yield {}
+        return
+    from stripe_identity_mcp.sandbox import SandboxConfig, serve_in_thread
+
+    with serve_in_thread(SandboxConfig()) as handle:
+        print(
+            f"stripe-identity-mcp: sandbox listening on {handle.base_url} "
+            f"(key {SANDBOX_KEY}, SCIM token {SANDBOX_SCIM_TOKEN})",
+            file=sys.stderr,
+        )
+        yield {
+            "api_base": handle.base_url,
+            "api_key": getattr(args, "api_key", None) or SANDBOX_KEY,
+            "scim_base": handle.scim_base,
+            "scim_token": SANDBOX_SCIM_TOKEN,
+            "sandbox": True,
+        }
+
+
+def serve(args: argparse.Namespace) -> int:
+    with maybe_sandbox(args) as sandbox_overrides:
+        try:
+            settings = settings_from_args(args, **sandbox_overrides)
+            settings.secret_key()
+            settings.mode  # noqa: B018 - validates the key prefix
+        except (ConfigError, ValueError) as exc:
+            print(f"stripe-identity-mcp: {exc}", file=sys.stderr)
+            return 2
+        logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+        if args.transport == "http":
+            from stripe_identity_mcp.transport_http import run_http
+
+            return run_http(settings, args)
+        from stripe_identity_mcp.server import build_server
+
+        build_server(settings).run("stdio")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="stripe-identity-mcp", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    add_serve_flags(sub.add_parser("serve", help="run the MCP server (default)"))
+    for name, (_, _, help_text) in EXTERNAL.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] not in {"serve", *EXTERNAL, "-h", "--help"}:
+        argv.insert(0, "serve")
+    if argv[0] in EXTERNAL:
+        module, func, _ = EXTERNAL[argv[0]]
+        runner: Callable[[list[str]], int] = getattr(__import__(module, fromlist=[func]), func)
+        code = runner(argv[1:])
+    else:
+        code = serve(parser.parse_args(argv))
+    sys.exit(code)
+    return code  # pragma: no cover
+
+

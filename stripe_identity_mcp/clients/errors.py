@@ -1,0 +1,133 @@
+"""Error hierarchy shared by the Stripe and SCIM clients, and the body parser for both."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_KEY_RE = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*]+")
+_BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
+
+
+def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """Remove known secrets and anything shaped like a Stripe key or bearer token."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    text = _KEY_RE.sub(lambda m: m.group(0)[:8] + "…[redacted]", text)
+    return _BEARER_RE.sub(r"\1[redacted]", text)
+
+
+class StripeIdentityError(Exception):
+    """Base of every expected failure talking to Stripe or Stripe's SCIM."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ApiConnectionError(StripeIdentityError):
+    """Could not reach the API (after retries)."""
+
+
+class ApiTimeoutError(ApiConnectionError):
+    """The request or the retry deadline timed out."""
+
+
+class ApiStatusError(StripeIdentityError):
+    """The API answered with an error status."""
+
+    status: int = 0
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
+        hint: str | None = None,
+        retries: int = 0,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.type = type
+        self.code = code
+        self.param = param
+        self.request_id = request_id
+        self.retries = retries
+        self.body = body or {}
+
+
+class BadRequestError(ApiStatusError):
+    status = 400
+
+
+class AuthenticationError(ApiStatusError):
+    status = 401
+
+
+class PermissionDeniedError(ApiStatusError):
+    status = 403
+
+
+class NotFoundError(ApiStatusError):
+    status = 404
+
+
+class ConflictError(ApiStatusError):
+    status = 409
+
+
+class RateLimitError(ApiStatusError):
+    status = 429
+
+
+class ServerError(ApiStatusError):
+    status = 500
+
+
+_BY_STATUS: dict[int, type[ApiStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: BadRequestError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    429: RateLimitError,
+}
+
+
+def error_class(status: int) -> type[ApiStatusError]:
+    if status >= 500:
+        return ServerError
+    return _BY_STATUS.get(status, ApiStatusError)
+
+
+def parse_error_body(status: int, body: Any, request_id: str | None, secrets: list[str]) -> ApiStatusError:
+    """Build the typed error from a Stripe `{"error": {...}}` or SCIM `{status, scimType, detail}` body."""
+    cls = error_class(status)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        return cls(
+            redact(str(err.get("message") or f"HTTP {status}"), secrets),
+            status=status,
+            type=err.get("type"),
+            code=err.get("code"),
+            param=err.get("param"),
+            request_id=request_id,
+            body={k: v for k, v in err.items() if k in ("type", "code", "param", "decline_code", "doc_url")},
+        )
+    if isinstance(body, dict) and ("scimType" in body or "detail" in body or "schemas" in body):
+        return cls(
+            redact(str(body.get("detail") or f"SCIM HTTP {status}"), secrets),
+            status=status,
+            type="scim_error",
+            code=body.get("scimType"),
+            request_id=request_id,
+        )
+    return cls(f"HTTP {status} with an unexpected body", status=status, request_id=request_id)

@@ -1,0 +1,63 @@
+"""What the server's lifespan yields to every tool: settings and the shared clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from stripe_identity_mcp.clients.http import TokenBucket
+from stripe_identity_mcp.clients.stripe import StripeClient
+from stripe_identity_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    from stripe_identity_mcp.clients.scim import ScimClient
+
+
+@dataclass
+class AppDeps:
+    settings: Settings
+    stripe: StripeClient
+    scim: ScimClient | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mode_label(self) -> str:
+        return "sandbox " + self.settings.mode if self.settings.sandbox else self.settings.mode
+
+
+def http_timeout(settings: Settings) -> httpx.Timeout:
+    return httpx.Timeout(settings.timeout_s, connect=min(5.0, settings.timeout_s))
+
+
+def make_stripe(settings: Settings, http: httpx.AsyncClient) -> StripeClient:
+    rate = settings.rate
+    return StripeClient(
+        http,
+        api_key=settings.secret_key(),
+        base_url=settings.api_base,
+        api_version=settings.api_version,
+        bucket=TokenBucket(rate),
+        write_bucket=TokenBucket(rate),
+        stripe_account=settings.stripe_account,
+        max_retries=settings.max_retries,
+        deadline_s=settings.retry_deadline_s,
+    )
+
+
+def make_scim(settings: Settings, http: httpx.AsyncClient) -> ScimClient | None:
+    if not settings.scim_configured:
+        return None
+    from stripe_identity_mcp.clients.scim import ScimClient
+
+    return ScimClient.from_settings(settings, http)
+
+
+@asynccontextmanager
+async def open_deps(settings: Settings) -> AsyncIterator[AppDeps]:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+    async with httpx.AsyncClient(timeout=http_timeout(settings), limits=limits) as http:
+        yield AppDeps(settings=settings, stripe=make_stripe(settings, http), scim=make_scim(settings, http))

@@ -1,0 +1,134 @@
+"""Typed views of the Stripe objects we read. Unknown fields are kept (Stripe adds fields often)."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+
+
+class StripeObject(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Address(StripeObject):
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+
+
+class InvoiceSettings(StripeObject):
+    default_payment_method: str | dict[str, Any] | None = None
+
+
+class Customer(StripeObject):
+    id: str
+    object: Literal["customer"] = "customer"
+    created: int | None = None
+    email: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    description: str | None = None
+    address: Address | None = None
+    metadata: dict[str, str] = {}
+    livemode: bool = False
+    deleted: bool = False
+    delinquent: bool | None = None
+    currency: str | None = None
+    balance: int | None = None
+    invoice_settings: InvoiceSettings | None = None
+    subscriptions: dict[str, Any] | None = None  # only when expanded
+
+
+class ListObject(StripeObject, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+    has_more: bool = False
+    url: str | None = None
+
+
+class SearchResult(StripeObject, Generic[T]):
+    object: Literal["search_result"] = "search_result"
+    data: list[T]
+    has_more: bool = False
+    next_page: str | None = None
+    total_count: int | None = None
+
+
+class Card(StripeObject):
+    brand: str | None = None
+    last4: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+    funding: str | None = None
+    country: str | None = None
+
+
+class PaymentMethod(StripeObject):
+    id: str
+    object: Literal["payment_method"] = "payment_method"
+    type: str | None = None
+    customer: str | None = None
+    card: Card | None = None
+    created: int | None = None
+    livemode: bool = False
+
+
+class Subscription(StripeObject):
+    id: str
+    object: Literal["subscription"] = "subscription"
+    customer: str | None = None
+    status: str | None = None
+    created: int | None = None
+
+
+class PortalSession(StripeObject):
+    id: str
+    object: Literal["billing_portal.session"] = "billing_portal.session"
+    url: str
+    customer: str
+    return_url: str | None = None
+    configuration: str | None = None
+    livemode: bool = False
+    created: int | None = None
+
+
+class Requirements(StripeObject):
+    currently_due: list[str] | None = None
+    eventually_due: list[str] | None = None
+    past_due: list[str] | None = None
+    disabled_reason: str | None = None
+    current_deadline: int | None = None
+
+
+class BusinessProfile(StripeObject):
+    name: str | None = None
+    url: str | None = None
+
+
+class Account(StripeObject):
+    id: str
+    object: Literal["account"] = "account"
+    type: str | None = None
+    email: str | None = None
+    country: str | None = None
+    business_profile: BusinessProfile | None = None
+    charges_enabled: bool | None = None
+    payouts_enabled: bool | None = None
+    details_submitted: bool | None = None
+    requirements: Requirements | None = None
+    created: int | None = None
+    metadata: dict[str, str] = {}
+
+
+class StripeError(StripeObject):
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    message: str | None = None
+    doc_url: str | None = None

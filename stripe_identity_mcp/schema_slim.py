@@ -1,0 +1,42 @@
+"""Make tool schemas cheap for the model: no auto titles, optional-null unions collapsed.
+
+Pydantic spells `x: str | None = None` as `anyOf: [{type: string}, {type: null}], default: null,
+title: "X"`. Omitting an optional argument means the same thing, and our outputs drop None values,
+so the shorter `{type: string}` is equivalent for every caller — at about half the characters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def slim(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [slim(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            out[key] = {name: slim(sub) for name, sub in value.items()}
+        else:
+            out[key] = slim(value)
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        if len(rest) == 1 and out.get("default", None) is None:
+            out.pop("anyOf")
+            out.pop("default", None)
+            out = {**rest[0], **out}
+    return out
+
+
+def slim_tools(server: Any) -> None:
+    """Rewrite every registered tool's input and output schema in place."""
+    for tool in server._tool_manager.list_tools():
+        tool.parameters = slim(tool.parameters)
+        meta = tool.fn_metadata
+        if getattr(meta, "output_schema", None) is not None:
+            meta.output_schema = slim(meta.output_schema)

@@ -1,0 +1,79 @@
+"""Stripe search query language for customers: validation of raw queries and safe building.
+
+Grammar (Stripe's documented subset for customers):
+    query  := clause ((" AND " | " OR ") clause)*      -- AND and OR may not be mixed
+    clause := ["-"] field op value
+    field  := "email" | "name" | "phone" | "created" | "metadata['key']" | 'metadata["key"]'
+    op     := ":" | "~" | ">" | "<" | ">=" | "<="
+    value  := 'single' | "double" quoted (backslash escapes) | integer (created) | null
+"""
+
+from __future__ import annotations
+
+import re
+
+FIELDS = ("email", "name", "phone", "created", "metadata")
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<neg>-)?
+        (?P<field>[a-z_]+)(?:\[(?P<mq>['"])(?P<mkey>(?:\\.|(?!(?P=mq)).)+)(?P=mq)\])?
+        (?P<op>>=|<=|:|~|>|<)
+        (?:(?P<q>['"])(?P<sval>(?:\\.|(?!(?P=q)).)*)(?P=q)|(?P<num>-?\d+)|(?P<null>null))
+    )""",
+    re.VERBOSE,
+)
+_JOIN = re.compile(r"\s+(AND|OR)\s+")
+
+
+class QueryError(ValueError):
+    """A query Stripe would reject; the message points at the problem."""
+
+
+def validate(query: str) -> str:
+    """Return the query unchanged when it follows the grammar; raise QueryError saying where it breaks."""
+    text = query.strip()
+    if not text:
+        raise QueryError("query is empty; e.g. email:'jane@acme.com' or name~'jane'")
+    if len(text) > 5000:
+        raise QueryError("query is longer than Stripe's 5000-character limit")
+    pos, joins = 0, set()
+    while True:
+        match = _TOKEN.match(text, pos)
+        if not match:
+            raise QueryError(f"cannot parse the query at character {pos + 1}: {text[pos:pos + 30]!r}")
+        field, op = match["field"], match["op"]
+        if field not in FIELDS:
+            raise QueryError(f"unknown field {field!r}; customers support {', '.join(FIELDS)}")
+        if field == "metadata" and not match["mkey"]:
+            raise QueryError("metadata needs a key: metadata['key']:'value'")
+        if field != "metadata" and match["mkey"]:
+            raise QueryError(f"{field} takes no [key]")
+        if op in (">", "<", ">=", "<=") and field != "created":
+            raise QueryError(f"{op} compares numbers: only created>1700000000 style clauses use it")
+        if field == "created" and match["num"] is None:
+            raise QueryError("created takes a unix timestamp, e.g. created>1700000000")
+        if field != "created" and match["num"] is not None:
+            raise QueryError(f"quote the value of {field}, e.g. {field}:'…'")
+        if op == "~" and (match["sval"] is None or len(match["sval"]) < 3):
+            raise QueryError("~ (substring) needs a quoted value of at least 3 characters")
+        pos = match.end()
+        if pos >= len(text.rstrip()):
+            break
+        join = _JOIN.match(text, pos)
+        if not join:
+            raise QueryError(f"expected AND or OR at character {pos + 1}: {text[pos:pos + 30]!r}")
+        joins.add(join.group(1))
+        if len(joins) > 1:
+            raise QueryError("AND and OR cannot be mixed in one query (Stripe has no parentheses)")
+        pos = join.end()
+    return text
+
+
+def quote(value: str) -> str:
+    """Quote a user value for the query language (escape backslashes and single quotes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def clause(field: str, op: str, value: str | int, *, key: str | None = None) -> str:
+    name = f"metadata[{quote(key)}]" if key is not None else field
+    return f"{name}{op}{value if isinstance(value, int) else quote(value)}"

@@ -1,0 +1,163 @@
+"""Configuration: environment variables (and `.env`), overridden by CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_API_BASE = "https://api.stripe.com"
+DEFAULT_SCIM_BASE = "https://access.stripe.com/scim/v2"
+# The API version this product's models and sandbox are written against (the OpenAPI cut's version).
+DEFAULT_API_VERSION = "2023-08-16"
+
+ALL_TOOLSETS = ("customers", "billing", "team", "connect", "identity", "export")
+
+Mode = Literal["test", "live"]
+KeyKind = Literal["secret", "restricted"]
+
+KEY_PREFIXES: dict[str, tuple[Mode, KeyKind]] = {
+    "sk_test_": ("test", "secret"),
+    "sk_live_": ("live", "secret"),
+    "rk_test_": ("test", "restricted"),
+    "rk_live_": ("live", "restricted"),
+}
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot work; the message says how to fix it (never the secret)."""
+
+
+def key_mode(key: str) -> tuple[Mode, KeyKind]:
+    for prefix, result in KEY_PREFIXES.items():
+        if key.startswith(prefix):
+            return result
+    raise ConfigError(
+        "STRIPE_API_KEY must start with sk_test_, sk_live_, rk_test_ or rk_live_ "
+        "(publishable pk_ keys and other secrets cannot call the API)"
+    )
+
+
+def _env(name: str, *more: str) -> AliasChoices:
+    return AliasChoices(name, *more)
+
+
+class Settings(BaseSettings):
+    """All knobs. Env names are Stripe-standard where Stripe has one, else STRIPE_IDENTITY_MCP_*."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
+
+    api_key: SecretStr | None = Field(None, validation_alias=_env("STRIPE_API_KEY", "api_key"))
+    api_base: str = Field(DEFAULT_API_BASE, validation_alias=_env("STRIPE_API_BASE", "api_base"))
+    api_version: str = Field(DEFAULT_API_VERSION, validation_alias=_env("STRIPE_API_VERSION", "api_version"))
+    stripe_account: str | None = Field(None, validation_alias=_env("STRIPE_ACCOUNT", "stripe_account"))
+    scim_token: SecretStr | None = Field(None, validation_alias=_env("STRIPE_SCIM_TOKEN", "scim_token"))
+    scim_base: str = Field(DEFAULT_SCIM_BASE, validation_alias=_env("STRIPE_SCIM_BASE", "scim_base"))
+
+    toolsets: tuple[str, ...] | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_TOOLSETS", "toolsets"))
+    allow_writes: bool = Field(False, validation_alias=_env("STRIPE_IDENTITY_MCP_ALLOW_WRITES", "allow_writes"))
+    allow_live_writes: bool = Field(
+        False, validation_alias=_env("STRIPE_IDENTITY_MCP_ALLOW_LIVE_WRITES", "allow_live_writes")
+    )
+    read_only: bool = Field(False, validation_alias=_env("STRIPE_IDENTITY_MCP_READ_ONLY", "read_only"))
+    confirm: Literal["elicit", "param-only"] = Field(
+        "elicit", validation_alias=_env("STRIPE_IDENTITY_MCP_CONFIRM", "confirm")
+    )
+    audit_log: Path | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_AUDIT_LOG", "audit_log"))
+    export_dir: Path = Field(Path("exports"), validation_alias=_env("STRIPE_IDENTITY_MCP_EXPORT_DIR", "export_dir"))
+
+    # Pacing: requests per second the client allows itself (Stripe's documented defaults).
+    test_rate: float = Field(25.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_TEST_RATE", "test_rate"))
+    live_rate: float = Field(100.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_LIVE_RATE", "live_rate"))
+    max_retries: int = Field(4, ge=0, le=10, validation_alias=_env("STRIPE_IDENTITY_MCP_MAX_RETRIES", "max_retries"))
+    retry_deadline_s: float = Field(
+        30.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_RETRY_DEADLINE", "retry_deadline_s")
+    )
+    timeout_s: float = Field(20.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_TIMEOUT", "timeout_s"))
+
+    # HTTP transport (chat-ops)
+    tokens_file: Path | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_TOKENS_FILE", "tokens_file"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "WARNING", validation_alias=_env("STRIPE_IDENTITY_MCP_LOG_LEVEL", "log_level")
+    )
+
+    # Set when serving against the embedded emulator.
+    sandbox: bool = Field(False, validation_alias=_env("STRIPE_IDENTITY_MCP_SANDBOX", "sandbox"))
+
+    @field_validator("toolsets", mode="before")
+    @classmethod
+    def _split_toolsets(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if value is not None:
+            unknown = sorted(set(value) - set(ALL_TOOLSETS))  # type: ignore[arg-type]
+            if unknown:
+                raise ValueError(f"unknown toolsets {unknown}; choose from {', '.join(ALL_TOOLSETS)}")
+            return tuple(value)  # type: ignore[arg-type]
+        return value
+
+    @field_validator("api_base", "scim_base")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    # Derived facts -------------------------------------------------------------------------------
+    @property
+    def mode(self) -> Mode:
+        return key_mode(self.secret_key())[0]
+
+    @property
+    def key_kind(self) -> KeyKind:
+        return key_mode(self.secret_key())[1]
+
+    def secret_key(self) -> str:
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise ConfigError(missing_key_help())
+        return self.api_key.get_secret_value()
+
+    @property
+    def scim_configured(self) -> bool:
+        return self.scim_token is not None and bool(self.scim_token.get_secret_value())
+
+    @property
+    def writes_enabled(self) -> bool:
+        if self.read_only or not self.allow_writes:
+            return False
+        return self.mode == "test" or self.allow_live_writes
+
+    @property
+    def writes_off_reason(self) -> str | None:
+        if self.read_only:
+            return "--read-only is set"
+        if not self.allow_writes:
+            return "writes are off by default; start with --allow-writes to enable them"
+        if self.mode == "live" and not self.allow_live_writes:
+            return "the key is a live-mode key: live writes also need --allow-live-writes"
+        return None
+
+    @property
+    def rate(self) -> float:
+        return self.live_rate if self.mode == "live" else self.test_rate
+
+    def enabled_toolsets(self) -> tuple[str, ...]:
+        wanted = self.toolsets or ALL_TOOLSETS
+        return tuple(t for t in ALL_TOOLSETS if t in wanted and (t != "team" or self.scim_configured))
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for redaction."""
+        out = []
+        for secret in (self.api_key, self.scim_token):
+            if secret is not None and secret.get_secret_value():
+                out.append(secret.get_secret_value())
+        return out
+
+
+def missing_key_help() -> str:
+    return (
+        "No Stripe API key configured.\n"
+        "  Set STRIPE_API_KEY (sk_test_…, rk_test_…, or live keys) in the environment or a .env file,\n"
+        "  or pass --api-key; or run against the embedded emulator with `stripe-identity-mcp serve --sandbox`.\n"
+        "  Team members (SCIM) additionally need STRIPE_SCIM_TOKEN."
+    )

@@ -1,0 +1,49 @@
+"""describe_access: what this server can do with the configured credentials (always registered)."""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver import Context, MCPServer
+
+from stripe_identity_mcp.models.outputs import AccessReport
+from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.toolsets.common import READ, deps
+
+TOOLSET = "access"
+
+
+def register(server: MCPServer, settings: Settings) -> None:
+    @server.tool(annotations=READ)
+    async def describe_access(ctx: Context) -> AccessReport:
+        """Report mode (test/live), key kind, enabled toolsets, whether writes are on, SCIM and rate budget.
+
+        Call first when unsure what this server may do. Never reveals keys.
+        """
+        app = deps(ctx)
+        s = app.settings
+        scim_note = None
+        if not s.scim_configured:
+            scim_note = (
+                "team toolset absent: set STRIPE_SCIM_TOKEN (Stripe SCIM needs an SSO-enabled organisation) "
+                "to list or offboard Dashboard team members"
+            )
+        elif s.toolsets and "team" not in s.toolsets:
+            scim_note = "team toolset not selected by --toolsets"
+        return AccessReport(
+            mode=app.mode_label,  # type: ignore[arg-type]
+            key_kind=s.key_kind,
+            api_base=s.api_base,
+            api_version=s.api_version,
+            toolsets=list(s.enabled_toolsets()),
+            writes=s.writes_enabled,
+            writes_note=s.writes_off_reason,
+            confirm=s.confirm,
+            scim_configured=s.scim_configured,
+            scim_note=scim_note,
+            rate_limit={
+                "read": app.stripe.bucket.snapshot(),
+                "write": app.stripe.write_bucket.snapshot(),
+                "requests": app.stripe.stats.requests,
+                "retries": app.stripe.stats.retries,
+                "rate_limited": app.stripe.stats.rate_limited,
+            },
+        )

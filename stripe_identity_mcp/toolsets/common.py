@@ -1,0 +1,119 @@
+"""What every toolset shares: annotations, dependency access, error mapping, compact shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from stripe_identity_mcp.clients.errors import (
+    ApiConnectionError,
+    ApiStatusError,
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    StripeIdentityError,
+    redact,
+)
+from stripe_identity_mcp.deps import AppDeps
+
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+WRITE_IDEMPOTENT = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
+
+CustomerId = Annotated[
+    str, Field(pattern=r"^cus_[A-Za-z0-9]+$", max_length=255, description="Stripe customer id (cus_…)")
+]
+Email = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=512,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="Email address (exact; Stripe compares case-sensitively)",
+    ),
+]
+
+# Stripe's restricted-key permission names → the Dashboard's names for them.
+_PERMISSIONS = {
+    "rak_customer_write": "Customers: Write",
+    "rak_customer_read": "Customers: Read",
+    "rak_payment_method_write": "PaymentMethods: Write",
+    "rak_billing_portal_session_write": "Customer portal: Write",
+    "rak_connected_account_read": "Connect (Accounts): Read",
+    "rak_subscription_read": "Subscriptions: Read",
+}
+
+
+def deps(ctx: Context) -> AppDeps:
+    return ctx.request_context.lifespan_context  # type: ignore[no-any-return]
+
+
+def iso(ts: int | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hint(error: StripeIdentityError, app: AppDeps) -> str | None:
+    mode = app.mode_label
+    if isinstance(error, NotFoundError):
+        if "similar object exists" in error.message:
+            return "the id belongs to the other mode: use a key of that mode"
+        return f"nothing with that id in {mode} mode (ids are per mode; deleted objects may be gone)"
+    if isinstance(error, AuthenticationError):
+        return "the API key or token was rejected: check it is current (rotated or revoked keys stop working)"
+    if isinstance(error, PermissionDeniedError):
+        for rak, label in _PERMISSIONS.items():
+            if rak in error.message:
+                return f"this restricted key lacks the '{label}' permission ({rak}); grant it under Developers → API keys"
+        return "the key lacks a permission this call needs (restricted key?)"
+    if isinstance(error, RateLimitError):
+        return error.hint
+    return error.hint
+
+
+def tool_error(error: StripeIdentityError, app: AppDeps) -> ToolError:
+    """One readable line plus the fields a human needs; secrets redacted."""
+    secrets = app.settings.secrets()
+    parts = [redact(error.message, secrets)]
+    if isinstance(error, ApiStatusError):
+        fields = {
+            "status": error.status,
+            "type": error.type,
+            "code": error.code,
+            "param": error.param,
+            "request_id": error.request_id,
+        }
+        if error.retries:
+            fields["retries"] = error.retries
+        parts.append("(" + ", ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, "")) + ")")
+    elif isinstance(error, ApiConnectionError):
+        parts.append("(connection)")
+    hint = _hint(error, app)
+    if hint:
+        parts.append(f"Hint: {redact(hint, secrets)}")
+    return ToolError(" ".join(parts))
+
+
+@contextmanager
+def tool_errors(app: AppDeps) -> Iterator[None]:
+    """Turn every expected client failure into a ToolError (an isError result for the model)."""
+    try:
+        yield
+    except StripeIdentityError as exc:
+        raise tool_error(exc, app) from None
+
+
+def drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}

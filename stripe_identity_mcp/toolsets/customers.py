@@ -1,0 +1,233 @@
+"""Customers toolset (read): Stripe Customer objects — billing records, not team members."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from stripe_identity_mcp.clients.errors import StripeIdentityError
+from stripe_identity_mcp.clients.stripe import StripeClient
+from stripe_identity_mcp.models.outputs import CaseVariant, CustomerPage, CustomerSummary, EmailLookup, summarize
+from stripe_identity_mcp.models.stripe import Customer
+from stripe_identity_mcp.search_query import QueryError, clause, validate
+from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.toolsets.common import READ, CustomerId, Email, deps, drop_none, tool_errors
+
+TOOLSET = "customers"
+
+MAX_EXACT_PAGES = 20  # 2 000 customers with one email is far past any real duplicate problem
+MAX_SEARCH_PAGES = 5
+LIST_EXPAND = ["data.subscriptions", "data.invoice_settings.default_payment_method"]
+SEARCH_LAG = "search lags by up to a minute: customers created or changed very recently may be missing"
+
+Detail = Annotated[Literal["compact", "full"], Field(description="full adds phone, description, address, balance")]
+Cursor = Annotated[str | None, Field(pattern=r"^cus_[A-Za-z0-9]+$", description="customer id cursor")]
+Timestamp = Annotated[
+    int | str | None,
+    Field(description="unix seconds or ISO 8601 date/time (UTC if no zone), e.g. 2026-01-31"),
+]
+
+
+def to_unix(value: int | str | None, name: str) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ToolError(f"{name}: {value!r} is neither unix seconds nor an ISO 8601 date") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+async def exact_email_matches(stripe: StripeClient, email: str, expand: list[str]) -> tuple[list[Customer], bool]:
+    """Every customer whose email is exactly `email` (Stripe's list filter), across all pages."""
+    found: list[Customer] = []
+    cursor = None
+    for _ in range(MAX_EXACT_PAGES):
+        page = await stripe.list_customers(email=email, limit=100, starting_after=cursor, expand=expand)
+        found.extend(page.data)
+        if not page.has_more or not page.data:
+            return found, False
+        cursor = page.data[-1].id
+    return found, True
+
+
+async def case_variants(stripe: StripeClient, email: str, known: set[str]) -> list[Customer]:
+    """Customers whose email equals `email` ignoring case but not exactly (Stripe search; lags)."""
+    variants: list[Customer] = []
+    page_token = None
+    for _ in range(MAX_SEARCH_PAGES):
+        result = await stripe.search_customers(clause("email", ":", email), limit=100, page=page_token)
+        for customer in result.data:
+            if customer.id not in known and customer.email != email and (customer.email or "").lower() == email.lower():
+                variants.append(customer)
+        if not result.has_more or not result.next_page:
+            break
+        page_token = result.next_page
+    return variants
+
+
+async def lookup_email(stripe: StripeClient, email: str, mode: str, include_case_variants: bool) -> EmailLookup:
+    exact, truncated = await exact_email_matches(stripe, email, LIST_EXPAND)
+    warnings: list[str] = []
+    variants: list[Customer] = []
+    if include_case_variants:
+        try:
+            variants = await case_variants(stripe, email, {c.id for c in exact})
+        except StripeIdentityError as exc:
+            warnings.append(f"case-variant pass skipped: search failed ({exc.message})")
+    if len(exact) > 1:
+        warnings.append(f"{len(exact)} customers share this email: Stripe does not deduplicate by email.")
+    if truncated:
+        warnings.append(f"stopped after {len(exact)} exact matches; use export_customers for the full set.")
+    if variants:
+        n = len(variants)
+        warnings.append(
+            f"{n} more customer{'s' * (n != 1)} differ{'s' * (n == 1)} only by case "
+            f"(found via search, which lags by up to a minute)."
+        )
+    if not exact:
+        warnings.append(f"no customer has exactly this email in {mode} mode (Stripe compares emails case-sensitively).")
+    if include_case_variants and not variants:
+        warnings.append(f"case-variant pass: {SEARCH_LAG}.")
+    return EmailLookup(
+        email=email,
+        mode=mode,
+        duplicate_count=len(exact),
+        customers=[summarize(c) for c in exact],
+        case_variants=[CaseVariant(id=c.id, email=c.email) for c in variants],
+        warnings=warnings,
+    )
+
+
+def register(server: MCPServer, settings: Settings) -> None:
+    @server.tool(annotations=READ)
+    async def find_customers_by_email(
+        email: Email,
+        ctx: Context,
+        include_case_variants: Annotated[
+            bool, Field(description="also search for the same email in other letter case")
+        ] = True,
+    ) -> EmailLookup:
+        """Find every Stripe customer (billing record) with this email, flagging duplicates.
+
+        Use for "who is jane@acme.com / is she billed twice". Customers only: team members and
+        Connect accounts are other tools (resolve_identity covers all three).
+        """
+        app = deps(ctx)
+        with tool_errors(app):
+            return await lookup_email(app.stripe, email, app.mode_label, include_case_variants)
+
+    @server.tool(annotations=READ)
+    async def get_customer(
+        customer_id: CustomerId,
+        ctx: Context,
+        detail: Detail = "full",
+    ) -> CustomerSummary:
+        """Fetch one Stripe customer by id, with subscription count and default payment method.
+
+        Deleted customers come back with deleted=true (Stripe keeps only the id).
+        """
+        app = deps(ctx)
+        with tool_errors(app):
+            customer = await app.stripe.retrieve_customer(
+                customer_id, expand=["subscriptions", "invoice_settings.default_payment_method"]
+            )
+        summary = summarize(customer, detail)
+        if customer.deleted:
+            summary.note = "this customer was permanently deleted; it cannot be restored or updated"
+        return summary
+
+    @server.tool(annotations=READ)
+    async def list_customers(
+        ctx: Context,
+        limit: Annotated[int, Field(ge=1, le=100, description="page size, 1-100")] = 10,
+        starting_after: Cursor = None,
+        ending_before: Cursor = None,
+        created_gte: Timestamp = None,
+        created_lte: Timestamp = None,
+        email: Annotated[str | None, Field(max_length=512, description="exact, case-sensitive email")] = None,
+        detail: Detail = "compact",
+    ) -> CustomerPage:
+        """List one page of Stripe customers, newest first; follow next_cursor for more.
+
+        For a lookup by email prefer find_customers_by_email; for everything use export_customers.
+        """
+        if starting_after and ending_before:
+            raise ToolError("give starting_after or ending_before, not both")
+        created = drop_none({"gte": to_unix(created_gte, "created_gte"), "lte": to_unix(created_lte, "created_lte")})
+        app = deps(ctx)
+        with tool_errors(app):
+            page = await app.stripe.list_customers(
+                limit=limit,
+                starting_after=starting_after,
+                ending_before=ending_before,
+                created=created or None,
+                email=email,
+                expand=LIST_EXPAND,
+            )
+        cursor = None
+        if page.has_more and page.data:
+            cursor = page.data[0].id if ending_before else page.data[-1].id
+        return CustomerPage(
+            mode=app.mode_label,
+            customers=[summarize(c, detail) for c in page.data],
+            has_more=page.has_more,
+            next_cursor=cursor,
+        )
+
+    @server.tool(annotations=READ)
+    async def search_customers(
+        ctx: Context,
+        query: Annotated[
+            str | None,
+            Field(
+                max_length=5000,
+                description="Stripe search syntax, e.g. email:'a@b.com' AND metadata['plan']:'pro'; "
+                "fields: email name phone created metadata; ops : ~ > <",
+            ),
+        ] = None,
+        name_contains: Annotated[str | None, Field(min_length=3, max_length=200)] = None,
+        metadata_key: Annotated[str | None, Field(max_length=40)] = None,
+        metadata_value: Annotated[str | None, Field(max_length=500)] = None,
+        limit: Annotated[int, Field(ge=1, le=100)] = 10,
+        page: Annotated[str | None, Field(max_length=1000, description="next_page from the previous call")] = None,
+    ) -> CustomerPage:
+        """Search Stripe customers with Stripe's query language or simple fields (values are escaped).
+
+        Search lags writes by up to a minute; for an exact email use find_customers_by_email.
+        """
+        clauses = []
+        try:
+            if query:
+                clauses.append(validate(query))
+        except QueryError as exc:
+            raise ToolError(f"invalid search query: {exc}") from None
+        if name_contains:
+            clauses.append(clause("name", "~", name_contains))
+        if (metadata_key is None) != (metadata_value is None):
+            raise ToolError("metadata_key and metadata_value go together")
+        if metadata_key is not None and metadata_value is not None:
+            clauses.append(clause("metadata", ":", metadata_value, key=metadata_key))
+        if not clauses:
+            raise ToolError("give a query or at least one of name_contains / metadata_key+metadata_value")
+        if query and len(clauses) > 1 and " OR " in query:
+            raise ToolError("a query using OR cannot be combined with other fields (Stripe forbids mixing AND/OR)")
+        app = deps(ctx)
+        with tool_errors(app):
+            result = await app.stripe.search_customers(" AND ".join(clauses), limit=limit, page=page)
+        return CustomerPage(
+            mode=app.mode_label,
+            customers=[summarize(c) for c in result.data],
+            has_more=result.has_more,
+            next_page=result.next_page,
+            warnings=[SEARCH_LAG],
+        )
