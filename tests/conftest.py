@@ -1,0 +1,78 @@
+"""Shared fixtures: a real sandbox over loopback HTTP, settings pointing at it, a real MCP client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from stripe_identity_mcp.server import build_server
+from stripe_identity_mcp.settings import Settings
+
+SANDBOX_KEY = "sk_test_sandbox"
+SCIM_TOKEN = "scim_sandbox"
+FAST = {"rate_limit": None, "live_rate_limit": None, "search_lag_s": 0.0}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@contextmanager
+def running_sandbox(**config: Any) -> Iterator[Any]:
+    from stripe_identity_mcp.sandbox import SandboxConfig, serve_in_thread
+
+    with serve_in_thread(SandboxConfig(**{**FAST, **config})) as handle:
+        yield handle
+
+
+@pytest.fixture
+def sandbox_factory() -> Callable[..., AbstractContextManager[Any]]:
+    """`with sandbox_factory(empty=True, latency_ms=5) as sb:` — for tests that need special config."""
+    return running_sandbox
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Any]:
+    """A seeded sandbox (deterministic demo data), no rate limit, no search lag."""
+    with running_sandbox() as handle:
+        yield handle
+
+
+@pytest.fixture
+def empty_sandbox() -> Iterator[Any]:
+    with running_sandbox(empty=True) as handle:
+        yield handle
+
+
+def make_settings(sb: Any, **overrides: Any) -> Settings:
+    """Settings for a sandbox, isolated from the developer's environment and .env."""
+    values: dict[str, Any] = {
+        "api_key": SANDBOX_KEY,
+        "api_base": sb.base_url,
+        "scim_base": sb.scim_base,
+        "scim_token": SCIM_TOKEN,
+        "test_rate": 1000.0,
+        "live_rate": 1000.0,
+        "max_retries": 3,
+        "retry_deadline_s": 20.0,
+        "sandbox": True,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@asynccontextmanager
+async def mcp_client(settings: Settings, mode: str = "legacy", **kwargs: Any) -> AsyncIterator[Client]:
+    async with Client(build_server(settings), mode=mode, **kwargs) as client:  # type: ignore[arg-type]
+        yield client
+
+
+@pytest.fixture(params=["legacy", "auto"])
+def protocol_mode(request: pytest.FixtureRequest) -> str:
+    """Both protocol generations: 2025-11-25 (legacy) and the newest (auto)."""
+    return request.param  # type: ignore[no-any-return]
