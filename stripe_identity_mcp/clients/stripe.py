@@ -102,6 +102,7 @@ class StripeClient(HttpApi):
             deadline_s=deadline_s,
         )
         self.last_request_id: str | None = None
+        self.last_replayed: bool = False  # last response carried `Idempotent-Replayed: true`
 
     async def call(
         self,
@@ -123,6 +124,7 @@ class StripeClient(HttpApi):
             kwargs["params"] = form
         response = await self.request(method, path, **kwargs)
         self.last_request_id = response.headers.get("request-id")
+        self.last_replayed = response.headers.get("idempotent-replayed", "").lower() == "true"
         return self.json(response)
 
     # Customers ----------------------------------------------------------------------------------
