@@ -1,0 +1,20 @@
+"""Sandbox configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SandboxConfig:
+    seed: int = 42
+    empty: bool = False  # no seeded data
+    customers: int = 400  # seeded test-mode customers when not empty
+    latency_ms: float = 0.0  # added to every /v1 and /scim request
+    rate_limit: float | None = 25.0  # requests/s per test-mode key; None/0 = unlimited
+    live_rate_limit: float | None = 100.0  # requests/s per live-mode key
+    search_lag_s: float = 1.0  # recently created/updated objects are not yet visible to search
+    fault_rate: float = 0.0  # probability per /v1 request of a random fault
+    fault_seed: int = 0
+    portal_configured: dict[str, bool] = field(default_factory=lambda: {"test": True, "live": False})
+    scim_token: str = "scim_sandbox"
