@@ -186,7 +186,7 @@ class NotNeeded:
 
 ConfirmArg = Annotated[
     str | None,
-    Field(max_length=512, description="must equal the target id exactly; required to proceed"),
+    Field(description="must equal the target id"),
 ]
 
 Preview = Callable[[Context, str], Awaitable[str]]
@@ -233,11 +233,16 @@ def confirm_resolver(
         if confirm is None or confirm == "":
             return Refusal(f"{label} needs confirmation: {how_to_confirm(target, action)}")
         if confirm != target:
-            return Refusal(f"confirm must be exactly '{target}' (got {str(confirm)[:60]!r}); {how_to_confirm(target, action)}")
+            return Refusal(f"confirm does not match: it must be exactly '{target}'; {how_to_confirm(target, action)}")
         settings = ctx.request_context.lifespan_context.settings
         if settings.confirm != "elicit" or not can_elicit(ctx):
             return Confirmation(confirm=True)
-        message = await preview(ctx, target) if preview is not None else f"Confirm: {target} will be {action}."
+        if preview is None:
+            return Elicit(f"Confirm: {target} will be {action}.", Confirmation)
+        try:
+            message = await preview(ctx, target)
+        except ToolError as exc:  # e.g. the target does not exist: refused (and audited) by the tool body
+            return Refusal(f"{exc} Nothing was {action}.")
         return Elicit(message, Confirmation)
 
     params = [inspect.Parameter(target_arg, inspect.Parameter.KEYWORD_ONLY)]
@@ -382,6 +387,8 @@ class AuditEntry:
     request_id: str | None = None
     outcome: str = "ok"
     extra: dict[str, Any] = field(default_factory=dict)
+    # Optional: turn a specific client error into a clearer ToolError (None → the standard mapping).
+    on_error: Callable[[StripeIdentityError], ToolError | None] | None = None
 
 
 def _error_outcome(exc: StripeIdentityError) -> str:
@@ -425,11 +432,12 @@ async def audit(ctx: Context, tool: str, target: str | None, args: dict[str, Any
     try:
         yield entry
     except ToolError:
-        write("refused", last_id())
+        write("refused", entry.request_id)  # a read made before the refusal is not the write's request
         raise
     except StripeIdentityError as exc:
         write(_error_outcome(exc), getattr(exc, "request_id", None) or entry.request_id)
-        raise tool_error(exc, app) from None
+        better = entry.on_error(exc) if entry.on_error is not None else None
+        raise (better or tool_error(exc, app)) from None
     except BaseException as exc:
         write(f"error: {type(exc).__name__}", last_id())
         raise

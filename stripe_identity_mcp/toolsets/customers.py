@@ -231,3 +231,8 @@ def register(server: MCPServer, settings: Settings) -> None:
             next_page=result.next_page,
             warnings=[SEARCH_LAG],
         )
+
+    if settings.writes_enabled:
+        from stripe_identity_mcp.toolsets.customer_writes import register_writes
+
+        register_writes(server, settings)

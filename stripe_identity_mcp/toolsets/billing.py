@@ -1,0 +1,191 @@
+"""Billing toolset: payment methods of a customer (read), portal sessions, attach / detach."""
+
+import re
+from typing import Annotated, Any
+
+from mcp.server.elicitation import ElicitationResult
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import Resolve
+from pydantic import Field
+
+from stripe_identity_mcp.clients.errors import BadRequestError, StripeIdentityError
+from stripe_identity_mcp.models.writes import PaymentMethodChange, PaymentMethodList, PortalSessionOut, pm_summary
+from stripe_identity_mcp.safety import (
+    CARD_HELP,
+    Confirmation,
+    ConfirmArg,
+    audit,
+    confirm_resolver,
+    find_card_numbers,
+    refuse_card_numbers,
+    require_confirmed,
+)
+from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.toolsets.common import (
+    DESTRUCTIVE,
+    READ,
+    WRITE,
+    WRITE_IDEMPOTENT,
+    CustomerId,
+    deps,
+    drop_none,
+    tool_errors,
+)
+
+TOOLSET = "billing"
+
+PM_RE = re.compile(r"^pm_[A-Za-z0-9_]+$")
+RETURN_URL_RE = re.compile(r"^(https://[^\s]+|http://(localhost|127\.0\.0\.1)(:\d+)?(/[^\s]*)?)$")
+PmId = Annotated[str, Field(description="pm_... id")]
+
+
+def check_pm_id(value: str) -> None:
+    """pm_… only; a card number gets the card-number refusal, not a pattern error echoing it."""
+    if find_card_numbers(value) or re.fullmatch(r"[\d -]{13,}", value.strip()):
+        raise ToolError(
+            f"argument 'payment_method' contains what looks like a card number; {CARD_HELP}. Nothing was sent to Stripe."
+        )
+    if not PM_RE.match(value):
+        raise ToolError(
+            "payment_method must be a PaymentMethod id (pm_…, e.g. pm_card_visa in test mode); "
+            "collect card details with Stripe.js / Payment Element. Nothing was sent to Stripe."
+        )
+
+
+def portal_error(mode: str) -> Any:
+    """Stripe's 'no portal configuration' 400 → what to do about it."""
+    dashboard_mode = "live" if mode.endswith("live") else "test"
+
+    def convert(exc: StripeIdentityError) -> ToolError | None:
+        text = exc.message.lower()
+        if isinstance(exc, BadRequestError) and "configuration" in text and (
+            "default configuration" in text or "not been created" in text or getattr(exc, "param", None) == "configuration"
+        ):
+            return ToolError(
+                f"no Customer portal configuration in {mode} mode: create one in the Dashboard → Settings → "
+                f"Billing → Customer portal (in {dashboard_mode} mode) and save it, or pass configuration=bpc_…. "
+                f"(Stripe: {exc.message} request_id={getattr(exc, 'request_id', None)})"
+            )
+        return None
+
+    return convert
+
+
+async def _detach_preview(ctx: Context, payment_method: str) -> str:
+    app = deps(ctx)
+    check_pm_id(payment_method)
+    with tool_errors(app):
+        pm = pm_summary(await app.stripe.retrieve_payment_method(payment_method))
+    card = f"{pm.brand} ••••{pm.last4}, exp {pm.exp}" if pm.last4 else pm.type
+    owner = f"from {pm.customer}" if pm.customer else "(not attached to any customer)"
+    return (
+        f"Detach {payment_method} ({card}) {owner} in {app.mode_label} mode? It cannot be attached again "
+        "or charged afterwards; if it is the default, future invoices have no payment method."
+    )
+
+
+DETACH_GATE = confirm_resolver("payment_method", _detach_preview, action="detached")
+
+
+def register(server: MCPServer, settings: Settings) -> None:
+    @server.tool(annotations=READ)
+    async def list_customer_payment_methods(
+        customer_id: CustomerId,
+        ctx: Context,
+        limit: Annotated[int, Field(ge=1, le=100)] = 20,
+    ) -> PaymentMethodList:
+        """List a customer's saved payment methods: id, brand, last4, expiry (never more)."""
+        app = deps(ctx)
+        with tool_errors(app):
+            page = await app.stripe.list_payment_methods(customer_id, limit=limit)
+            customer = await app.stripe.retrieve_customer(customer_id)
+        default = customer.invoice_settings.default_payment_method if customer.invoice_settings else None
+        if isinstance(default, dict):
+            default = default.get("id")
+        return PaymentMethodList(
+            mode=app.mode_label,
+            customer=customer_id,
+            payment_methods=[pm_summary(pm).model_copy(update={"customer": None}) for pm in page.data],
+            default_payment_method=default,
+            has_more=page.has_more,
+        )
+
+    if not settings.writes_enabled:
+        return
+
+    @server.tool(annotations=WRITE)
+    async def create_portal_session(
+        customer_id: CustomerId,
+        return_url: Annotated[str, Field(description="https://... or http://localhost")],
+        ctx: Context,
+        configuration: Annotated[str | None, Field(pattern=r"^bpc_[A-Za-z0-9]+$")] = None,
+    ) -> PortalSessionOut:
+        """Create a Customer portal link for a customer to manage billing (short-lived, single use)."""
+        app = deps(ctx)
+        args = {"return_url": return_url, "configuration": configuration}
+        async with audit(ctx, "create_portal_session", customer_id, args) as entry:
+            refuse_card_numbers(return_url=return_url)
+            if not RETURN_URL_RE.match(return_url):
+                raise ToolError("return_url must start with https:// (or http://localhost for development). Nothing was sent to Stripe.")
+            entry.on_error = portal_error(app.mode_label)
+            session = await app.stripe.create_portal_session(
+                drop_none({"customer": customer_id, "return_url": return_url, "configuration": configuration})
+            )
+        return PortalSessionOut(
+            mode=app.mode_label,
+            id=session.id,
+            url=session.url,
+            customer=session.customer,
+            return_url=session.return_url,
+            configuration=session.configuration,
+            note="Send the URL only to this customer: it signs them in to their billing. It expires soon.",
+        )
+
+    @server.tool(annotations=WRITE_IDEMPOTENT)
+    async def attach_payment_method(
+        customer_id: CustomerId,
+        payment_method: PmId,
+        ctx: Context,
+        make_default: Annotated[bool, Field(description="set as invoice default")] = True,
+    ) -> PaymentMethodChange:
+        """Attach a pm_... to a customer and (default) make it their invoice default. No card numbers."""
+        app = deps(ctx)
+        args = {"payment_method": payment_method, "make_default": make_default}
+        async with audit(ctx, "attach_payment_method", customer_id, args):
+            check_pm_id(payment_method)
+            pm = await app.stripe.attach_payment_method(payment_method, customer_id)
+            if make_default:
+                await app.stripe.update_customer(
+                    customer_id, {"invoice_settings": {"default_payment_method": pm.id}}
+                )
+        return PaymentMethodChange(
+            mode=app.mode_label,
+            payment_method=pm_summary(pm),
+            customer=customer_id,
+            is_default=make_default,
+            note=None if make_default else "attached only: invoices keep the previous default payment method",
+        )
+
+    @server.tool(annotations=DESTRUCTIVE)
+    async def detach_payment_method(
+        gate: Annotated[ElicitationResult[Confirmation], Resolve(DETACH_GATE)],
+        payment_method: PmId,
+        ctx: Context,
+        confirm: ConfirmArg = None,
+    ) -> PaymentMethodChange:
+        """Detach a payment method from its customer (it cannot be reused). Needs confirm=pm id."""
+        app = deps(ctx)
+        async with audit(ctx, "detach_payment_method", payment_method, {"confirm": confirm}):
+            check_pm_id(payment_method)
+            require_confirmed(gate, action="detached")
+            before = await app.stripe.retrieve_payment_method(payment_method)
+            if not before.customer:
+                raise ToolError(f"{payment_method} is not attached to a customer. Nothing was detached.")
+            pm = await app.stripe.detach_payment_method(payment_method)
+        return PaymentMethodChange(
+            mode=app.mode_label,
+            payment_method=pm_summary(pm),
+            customer=before.customer,
+            note=f"detached from {before.customer}; it can no longer be used or re-attached.",
+        )
