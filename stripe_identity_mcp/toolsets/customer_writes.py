@@ -8,7 +8,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
-from stripe_identity_mcp.clients.errors import NotFoundError, StripeIdentityError
+from stripe_identity_mcp.clients.errors import NotFoundError, PermissionDeniedError, StripeIdentityError
 from stripe_identity_mcp.clients.stripe import StripeClient, idempotency_key_for
 from stripe_identity_mcp.models.outputs import summarize
 from stripe_identity_mcp.models.writes import CustomerDeleted, CustomerWrite
@@ -79,8 +79,12 @@ def check_address(address: dict[str, str] | None) -> None:
 
 
 # --- confirmation previews (reads only) -----------------------------------------------------------
-async def live_subscriptions(stripe: StripeClient, customer_id: str) -> list[str]:
-    page = await stripe.list_subscriptions(customer=customer_id, status="all", limit=100)
+async def live_subscriptions(stripe: StripeClient, customer_id: str) -> list[str] | None:
+    """Ids of the customer's not-yet-cancelled subscriptions; None when the key may not list them."""
+    try:
+        page = await stripe.list_subscriptions(customer=customer_id, status="all", limit=100)
+    except PermissionDeniedError:
+        return None
     return [s.id for s in page.data if s.status in LIVE_STATUSES]
 
 
@@ -93,7 +97,9 @@ async def _delete_preview(ctx: Context, customer_id: str) -> str:
         subs = await live_subscriptions(app.stripe, customer_id)
     who = ", ".join(x for x in (customer.email, customer.name) if x)
     text = f"Permanently delete {customer_id}{f' ({who})' if who else ''} in {app.mode_label} mode? This cannot be undone."
-    if subs:
+    if subs is None:
+        text += " Its subscriptions (if any) will be cancelled immediately (this key cannot list them)."
+    elif subs:
         shown = ", ".join(subs[:5]) + (" …" if len(subs) > 5 else "")
         text += f" Its {len(subs)} active subscription(s) {shown} will be cancelled immediately."
     else:
@@ -259,9 +265,10 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
             mode=app.mode_label,
             id=result.id,
             deleted=result.deleted,
-            cancelled_subscriptions=subs,
+            cancelled_subscriptions=subs or [],
             note="Deletion is permanent: the customer cannot be restored or updated"
-            + (f"; {len(subs)} subscription(s) were cancelled immediately." if subs else "."),
+            + (f"; {len(subs)} subscription(s) were cancelled immediately." if subs else ".")
+            + (" Any subscriptions were cancelled too (this key could not list them)." if subs is None else ""),
         )
 
 
