@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from mcp.server.mcpserver import MCPServer
 
 from stripe_identity_mcp import __version__
 from stripe_identity_mcp.deps import AppDeps, open_deps
+from stripe_identity_mcp.prompts import register_prompts
 from stripe_identity_mcp.schema_slim import slim_tools
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets import REGISTRY
@@ -21,13 +22,22 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(settings: Settings) -> MCPServer[AppDeps]:
-    """Build the MCP server for `settings`. Write tools are only registered when writes are enabled."""
+def build_server(
+    settings: Settings,
+    *,
+    open_app_deps: Callable[[Settings], AbstractAsyncContextManager[AppDeps]] | None = None,
+) -> MCPServer[AppDeps]:
+    """Build the MCP server for `settings`. Write tools are only registered when writes are enabled.
+
+    `open_app_deps` replaces `open_deps` in the lifespan (the HTTP transport shares one Stripe client
+    between the servers it builds per bearer token).
+    """
     settings.secret_key()  # fail early, with the how-to-configure message, when there is no key
+    opener = open_app_deps or open_deps
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppDeps]) -> AsyncIterator[AppDeps]:
-        async with open_deps(settings) as deps:
+        async with opener(settings) as deps:
             yield deps
 
     server: MCPServer[AppDeps] = MCPServer(
@@ -41,5 +51,6 @@ def build_server(settings: Settings) -> MCPServer[AppDeps]:
     for toolset in REGISTRY:
         if toolset.TOOLSET == "access" or toolset.TOOLSET in enabled:
             toolset.register(server, settings)
+    register_prompts(server)
     slim_tools(server)
     return server

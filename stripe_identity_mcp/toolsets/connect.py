@@ -1,0 +1,60 @@
+"""Connect toolset (read): connected accounts — businesses on a platform, not customers or team members."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from stripe_identity_mcp.models.identity import AccountPage, ConnectAccountSummary, summarize_account
+from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.toolsets.common import READ, deps, drop_none, tool_errors
+from stripe_identity_mcp.toolsets.customers import Timestamp, to_unix
+
+TOOLSET = "connect"
+
+ACCOUNT_ID = r"^acct_[A-Za-z0-9]+$"
+AccountId = Annotated[str, Field(pattern=ACCOUNT_ID, max_length=255, description="Connect account id (acct_…)")]
+Cursor = Annotated[str | None, Field(pattern=ACCOUNT_ID, max_length=255, description="account id cursor")]
+
+
+def register(server: MCPServer, settings: Settings) -> None:
+    @server.tool(annotations=READ)
+    async def list_connected_accounts(
+        ctx: Context,
+        limit: Annotated[int, Field(ge=1, le=100, description="page size, 1-100")] = 10,
+        starting_after: Cursor = None,
+        ending_before: Cursor = None,
+        created_gte: Timestamp = None,
+        created_lte: Timestamp = None,
+    ) -> AccountPage:
+        """List one page of Connect accounts (acct_…) on this platform, newest first.
+
+        Connect accounts only, not customers or team members. Follow next_cursor for more.
+        """
+        if starting_after and ending_before:
+            raise ToolError("give starting_after or ending_before, not both")
+        created = drop_none({"gte": to_unix(created_gte, "created_gte"), "lte": to_unix(created_lte, "created_lte")})
+        app = deps(ctx)
+        with tool_errors(app):
+            page = await app.stripe.list_accounts(
+                limit=limit, starting_after=starting_after, ending_before=ending_before, created=created or None
+            )
+        cursor = None
+        if page.has_more and page.data:
+            cursor = page.data[0].id if ending_before else page.data[-1].id
+        return AccountPage(
+            mode=app.mode_label,
+            accounts=[summarize_account(a) for a in page.data],
+            has_more=page.has_more,
+            next_cursor=cursor,
+        )
+
+    @server.tool(annotations=READ)
+    async def get_connected_account(account_id: AccountId, ctx: Context) -> ConnectAccountSummary:
+        """Fetch one Connect account: type, email, business, charges/payouts enabled, requirements due."""
+        app = deps(ctx)
+        with tool_errors(app):
+            return summarize_account(await app.stripe.retrieve_account(account_id))

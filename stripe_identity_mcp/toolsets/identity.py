@@ -1,0 +1,243 @@
+"""Identity toolset: one email across Stripe's three user concepts, plus read-only resources.
+
+`resolve_identity` asks customers, SCIM team members and Connect accounts concurrently; a failure or
+missing credential in one part becomes a note on that part, never a failed answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
+
+from stripe_identity_mcp.clients.errors import StripeIdentityError
+from stripe_identity_mcp.deps import AppDeps
+from stripe_identity_mcp.models.identity import (
+    ConnectAccountSummary,
+    IdentityCustomer,
+    IdentityReport,
+    TeamMemberRecord,
+    summarize_account,
+)
+from stripe_identity_mcp.models.outputs import summarize
+from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.toolsets.common import READ, Email, deps, tool_error
+from stripe_identity_mcp.toolsets.customers import LIST_EXPAND, case_variants, exact_email_matches
+
+TOOLSET = "identity"
+
+log = logging.getLogger(__name__)
+
+MAX_ACCOUNT_PAGES = 10  # Stripe cannot filter accounts by email: scan at most 1 000 (newest first)
+NOT_CONFIGURED = (
+    "not configured: set STRIPE_SCIM_TOKEN (Stripe SCIM needs an SSO organisation) to include Dashboard team members"
+)
+API_KEY_WARNING = (
+    "team member {who} is deactivated/removed, but API keys stay valid until rotated: "
+    "roll every key they could see (Dashboard → Developers → API keys)."
+)
+
+ID_SHAPES = {
+    "customer": re.compile(r"^cus_[A-Za-z0-9]+$"),
+    "team_member": re.compile(r"^[A-Za-z0-9-]+$"),
+    "connect_account": re.compile(r"^acct_[A-Za-z0-9]+$"),
+}
+
+
+def _message(exc: Exception, app: AppDeps) -> str:
+    if isinstance(exc, StripeIdentityError):
+        return str(tool_error(exc, app))
+    log.exception("resolve_identity part failed unexpectedly")
+    return "failed unexpectedly (details in the server log)"
+
+
+def team_record(user: Any) -> TeamMemberRecord:
+    return TeamMemberRecord(
+        id=user.id,
+        email=getattr(user, "userName", None),
+        name=getattr(user, "displayName", None),
+        active=getattr(user, "active", None),
+    )
+
+
+async def _customers(app: AppDeps, email: str, report: IdentityReport) -> None:
+    exact, truncated = await exact_email_matches(app.stripe, email, LIST_EXPAND)
+    variants = []
+    try:
+        variants = await case_variants(app.stripe, email, {c.id for c in exact})
+    except StripeIdentityError as exc:
+        report.warnings.append(f"customers: case-variant search failed, only exact matches shown ({exc.message}).")
+    report.customers = [IdentityCustomer(**summarize(c).model_dump()) for c in exact]
+    report.customers += [IdentityCustomer(**summarize(c).model_dump(), match="case_variant") for c in variants]
+    n, v = len(exact), len(variants)
+    if n + v > 1:
+        ids = ", ".join(c.id for c in report.customers)
+        split = f" ({n} exact, {v} differing only by letter case)" if v else ""
+        report.warnings.append(
+            f"duplicate customers: {n + v} customer records for this email{split}: {ids}. "
+            "Stripe does not deduplicate; ask which one before acting."
+        )
+    if truncated:
+        report.warnings.append(f"customers: stopped after {n} exact matches; export_customers has them all.")
+    deleted = [c.id for c in report.customers if c.deleted]
+    if deleted:
+        report.warnings.append(f"customers: {', '.join(deleted)} deleted (permanent; cannot be restored or updated).")
+    lag = "case pass uses search, lags up to 1 min"
+    if report.customers:
+        report.notes["customers"] = f"{n} exact + {v} case variant; {lag}"
+    else:
+        report.notes["customers"] = f"none in {app.mode_label} mode (deleted customers are not listed); {lag}"
+
+
+async def _team(app: AppDeps, email: str, report: IdentityReport) -> None:
+    if app.scim is None:
+        report.team_status = "not configured"
+        report.notes["team_member"] = NOT_CONFIGURED
+        return
+    user = await app.scim.find_by_email(email)
+    if user is None:
+        report.team_status = "absent"
+        report.notes["team_member"] = "no Dashboard team member (SCIM user) has this email"
+        return
+    record = team_record(user)
+    report.team_member = record
+    if record.active is False:
+        report.team_status = "inactive"
+        report.notes["team_member"] = "SCIM user deactivated (cannot log in)"
+        report.warnings.append(API_KEY_WARNING.format(who=record.email or record.id))
+    else:
+        report.team_status = "active"
+        report.notes["team_member"] = "active Dashboard login (separate from customer records)"
+
+
+async def _connect(app: AppDeps, email: str, report: IdentityReport) -> None:
+    wanted = email.lower()
+    found: list[ConnectAccountSummary] = []
+    cursor = None
+    scanned = 0
+    bounded = False
+    for page_no in range(MAX_ACCOUNT_PAGES):
+        page = await app.stripe.list_accounts(limit=100, starting_after=cursor)
+        scanned += len(page.data)
+        found.extend(summarize_account(a) for a in page.data if (a.email or "").lower() == wanted)
+        if not page.has_more or not page.data:
+            break
+        cursor = page.data[-1].id
+        bounded = page_no == MAX_ACCOUNT_PAGES - 1
+    report.connect_accounts = found
+    note = f"{len(found)} of {scanned} scanned match (no email filter in Stripe; case-insensitive)"
+    if bounded:
+        note += f"; scan bounded to the newest {scanned}, older accounts not checked"
+        report.warnings.append(f"connect: only the newest {scanned} Connect accounts were scanned.")
+    report.notes["connect_accounts"] = note
+
+
+async def resolve(app: AppDeps, email: str) -> IdentityReport:
+    report = IdentityReport(email=email, mode=app.mode_label, team_status="error")
+    parts: dict[str, Callable[[AppDeps, str, IdentityReport], Awaitable[None]]] = {
+        "customers": _customers,
+        "team_member": _team,
+        "connect_accounts": _connect,
+    }
+
+    async def run(name: str) -> None:
+        try:
+            await parts[name](app, email, report)
+        except Exception as exc:  # one part failing must not fail the others
+            report.notes[name] = "error: " + _message(exc, app)
+
+    async with anyio.create_task_group() as tg:
+        for name in parts:
+            tg.start_soon(run, name)
+    mode = app.settings.mode
+    report.warnings.append(
+        f"mode: customers and Connect accounts searched in {mode} mode only (each mode has its own); "
+        "team members are not per mode."
+    )
+    report.notes = {k: report.notes[k] for k in parts if k in report.notes}
+    return report
+
+
+def _check_id(kind: str, value: str) -> str:
+    if not value or ".." in value or "/" in value or "%" in value or not ID_SHAPES[kind].fullmatch(value):
+        raise MCPError(code=INVALID_PARAMS, message=f"invalid {kind} id {value[:60]!r}")
+    return value
+
+
+def _json(model: Any) -> str:
+    return json.dumps(model.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
+
+
+async def _read(app: AppDeps, fn: Callable[[], Awaitable[Any]]) -> Any:
+    try:
+        return await fn()
+    except StripeIdentityError as exc:
+        raise ResourceError(str(tool_error(exc, app))) from None
+
+
+def register(server: MCPServer, settings: Settings) -> None:
+    @server.tool(annotations=READ)
+    async def resolve_identity(email: Email, ctx: Context) -> IdentityReport:
+        """Find everything one email is across Stripe: customers, Dashboard team member, Connect accounts.
+
+        Use first for "who is x@y.com". Each record is labelled with its concept; warnings name the traps
+        (duplicates, removed members whose API keys still work, mode).
+        """
+        return await resolve(deps(ctx), email)
+
+    @server.resource(
+        "stripe://customers/{customer_id}",
+        name="customer",
+        description="A Stripe customer (billing record) as compact JSON.",
+        mime_type="application/json",
+    )
+    async def customer_resource(customer_id: str, ctx: Context) -> str:
+        app = deps(ctx)
+        _check_id("customer", customer_id)
+        customer = await _read(
+            app,
+            lambda: app.stripe.retrieve_customer(
+                customer_id, expand=["subscriptions", "invoice_settings.default_payment_method"]
+            ),
+        )
+        return _json(IdentityCustomer(**summarize(customer, "full").model_dump()))
+
+    @server.resource(
+        "stripe://accounts/{account_id}",
+        name="connect_account",
+        description="A Connect account as compact JSON.",
+        mime_type="application/json",
+    )
+    async def account_resource(account_id: str, ctx: Context) -> str:
+        app = deps(ctx)
+        _check_id("connect_account", account_id)
+        return _json(summarize_account(await _read(app, lambda: app.stripe.retrieve_account(account_id))))
+
+    if not settings.scim_configured:
+        return
+
+    @server.resource(
+        "stripe://team-members/{member_id}",
+        name="team_member",
+        description="A Dashboard team member (SCIM user) as compact JSON.",
+        mime_type="application/json",
+    )
+    async def team_member_resource(member_id: str, ctx: Context) -> str:
+        app = deps(ctx)
+        _check_id("team_member", member_id)
+        if app.scim is None:
+            raise ResourceError(NOT_CONFIGURED)
+        scim = app.scim
+        record = team_record(await _read(app, lambda: scim.get_user(member_id)))
+        out = json.loads(_json(record))
+        if record.active is False:
+            out["warning"] = API_KEY_WARNING.format(who=record.email or record.id)
+        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
