@@ -1,0 +1,119 @@
+"""SCIM 2.0 resources as Stripe handles them, and the team toolset's compact outputs.
+
+Decision: hand-written pydantic models, not `scim2-models`. Stripe's SCIM handles only `id`,
+`userName`, `displayName`, `active` and `meta` (plus `name`/`emails` it accepts on create), so four
+small tolerant models cover it exactly. `scim2-models` is well kept and stricter, but it would be a
+new runtime dependency (and `lark` with it) against the "few dependencies" rule, its full RFC 7643
+User (addresses, x509 certificates, enterprise extension, …) is dead weight for five attributes, and
+its strict validation would turn a provider's harmless deviation into a failed offboarding. It stays
+a test dependency: scim2-tester (built on it) checks the sandbox's conformance independently.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from stripe_identity_mcp.models.outputs import Compact
+
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+class _Scim(BaseModel):
+    """Unknown attributes tolerated (providers add their own); names as SCIM spells them."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ScimMeta(_Scim):
+    resourceType: str | None = None
+    created: str | None = None
+    lastModified: str | None = None
+    location: str | None = None
+    version: str | None = None
+
+
+class ScimName(_Scim):
+    givenName: str | None = None
+    familyName: str | None = None
+    formatted: str | None = None
+
+
+class ScimEmail(_Scim):
+    value: str | None = None
+    primary: bool | None = None
+    type: str | None = None
+
+
+class ScimUser(_Scim):
+    id: str
+    userName: str
+    displayName: str | None = None
+    active: bool = True  # RFC 7643: absent means the provider does not say; Stripe always does
+    name: ScimName | None = None
+    emails: list[ScimEmail] = []
+    meta: ScimMeta | None = None
+    # Set by ScimClient.create_user when a retried POST met 409: the user our own lost attempt made.
+    _recovered: bool = PrivateAttr(default=False)
+
+    @property
+    def email(self) -> str:
+        """Stripe uses the email address as userName."""
+        return self.userName
+
+    @property
+    def recovered(self) -> bool:
+        return self._recovered
+
+
+class ScimListResponse(_Scim):
+    totalResults: int = 0
+    startIndex: int = 1
+    itemsPerPage: int | None = None
+    Resources: list[ScimUser] = []
+
+
+# --- tool outputs -------------------------------------------------------------------------------
+
+
+class TeamMember(Compact):
+    """A Stripe Dashboard team member (SCIM user; not a Customer, not a Connect account)."""
+
+    id: str
+    email: str
+    display_name: str | None = None
+    active: bool
+    created: str | None = None
+
+
+class TeamMemberPage(Compact):
+    members: list[TeamMember]
+    total: int = Field(description="members matching the filter")
+    start_index: int
+    next_start_index: int | None = Field(None, description="pass as start_index for the next page")
+    warnings: list[str] = []
+
+
+class TeamMemberResult(Compact):
+    member: TeamMember
+    note: str | None = None
+    warnings: list[str] = []
+
+
+class TeamMemberRemoval(Compact):
+    action: Literal["deactivated", "deleted"]
+    id: str
+    email: str | None = None
+    active: bool | None = Field(None, description="state Stripe reports after deactivation; absent when deleted")
+    note: str
+    api_keys_warning: str
+
+
+def member_of(user: ScimUser) -> TeamMember:
+    created = user.meta.created if user.meta else None
+    return TeamMember(
+        id=user.id, email=user.userName, display_name=user.displayName, active=user.active, created=created
+    )
