@@ -309,7 +309,7 @@ async def run_export(
     if resume:
         if not cpath.exists():
             raise ExportError(
-                f"nothing to resume: no checkpoint {cpath.name} next to {out} "
+                f"nothing to resume: no checkpoint {cpath.name} next to {out.name} "
                 "(a finished export removes its checkpoint)"
             )
         try:
@@ -334,8 +334,8 @@ async def run_export(
         count, gte, lt = state.count, state.created_gte, state.created_lt
     else:
         if (out.exists() or cpath.exists()) and not overwrite:
-            hint = " or resume=true to continue it" if cpath.exists() else ""
-            raise ExportError(f"{out} already exists: pass overwrite=true to replace it{hint}")
+            hint = " or continue it (resume=true / --resume)" if cpath.exists() else ""
+            raise ExportError(f"{out} already exists: replace it (overwrite=true / --overwrite){hint}")
         lt = created_lt if created_lt is not None else int(time.time())
         gte = created_gte if created_gte is not None else STRIPE_EPOCH
         if gte >= lt:

@@ -1,0 +1,163 @@
+"""`stripe-identity-mcp export`: export every customer to JSONL/CSV with a live progress line.
+
+Progress goes to stderr (one `\\r`-updated line; none with --quiet). When done, one JSON summary line
+(path, count, seconds, requests, retries, rate_limited, sha256, created range) is printed to stdout.
+Ctrl-C leaves a checkpoint and prints the command that resumes. Exit codes: 0 done, 1 Stripe or
+file-system failure (checkpoint kept when the export had started), 2 bad usage/configuration,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from stripe_identity_mcp import cli
+from stripe_identity_mcp.clients.errors import StripeIdentityError, redact
+from stripe_identity_mcp.settings import ConfigError
+
+PROG = "stripe-identity-mcp export"
+
+
+def parse_time(value: str) -> int:
+    text = value.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither unix seconds nor an ISO 8601 date") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Export every Stripe customer (or a created range).")
+    p.add_argument("--format", choices=["jsonl", "csv"], help="default: from the --out suffix")
+    p.add_argument("--out", required=True, help="output file; its checkpoint is FILE.checkpoint.json")
+    p.add_argument("--created-gte", type=parse_time, help="unix seconds or ISO date (inclusive)")
+    p.add_argument("--created-lt", type=parse_time, help="unix seconds or ISO date (exclusive; default: now)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted export of --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--concurrency", type=int, help="concurrent windows (default: from rate × latency)")
+    p.add_argument("--rate", type=float, help="requests/s to allow (default: the key's, 25 test / 100 live)")
+    cli.add_settings_flags(p)
+    return p
+
+
+class ProgressLine:
+    def __init__(self, quiet: bool, rate: float) -> None:
+        self.quiet, self.rate, self.last, self.width = quiet, rate, 0.0, 0
+
+    async def __call__(self, p: object) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.1:
+            return
+        self.last = now
+        count, secs = getattr(p, "count", 0), max(getattr(p, "seconds", 0.0), 1e-9)
+        line = (
+            f"  {count:>10,} customers  {count / secs:>7,.0f}/s  "
+            f"{getattr(p, 'requests', 0):,} requests  {getattr(p, 'retries', 0)} retries  "
+            f"{getattr(p, 'rate_limited', 0)}×429  {secs:5.1f}s  (ceiling {self.rate * 100:,.0f}/s)"
+        )
+        self.width = max(self.width, len(line))
+        sys.stderr.write("\r" + line.ljust(self.width))
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if not self.quiet and self.width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def resume_command(args: argparse.Namespace, fmt: str) -> str:
+    parts = ["stripe-identity-mcp", "export", "--format", fmt, "--out", args.out, "--resume"]
+    if args.sandbox:
+        parts.append("--sandbox")
+    return shlex.join(parts)
+
+
+def main_export(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    fmt = args.format or Path(args.out).suffix.lstrip(".").lower()
+    if fmt not in ("jsonl", "csv"):
+        print(f"{PROG}: give --format jsonl|csv (cannot tell from {args.out!r})", file=sys.stderr)
+        return 2
+    with cli.maybe_sandbox(args) as overrides:
+        try:
+            settings = cli.settings_from_args(args, **overrides)
+            if args.rate:
+                settings = settings.model_copy(update={"test_rate": args.rate, "live_rate": args.rate})
+            settings.secret_key()
+            mode = settings.mode
+        except (ConfigError, ValueError) as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
+        logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+        line = ProgressLine(args.quiet, settings.rate)
+
+        async def go() -> object:
+            from stripe_identity_mcp.deps import open_deps
+            from stripe_identity_mcp.export.engine import run_export
+
+            async with open_deps(settings) as app:
+                return await run_export(
+                    app.stripe,
+                    Path(args.out),
+                    fmt,  # type: ignore[arg-type]
+                    created_gte=args.created_gte,
+                    created_lt=args.created_lt,
+                    resume=args.resume,
+                    overwrite=args.overwrite,
+                    on_progress=line,
+                    concurrency=args.concurrency,
+                    mode=mode,
+                )
+
+        from stripe_identity_mcp.export.engine import ExportError
+
+        try:
+            result = anyio.run(go)
+        except KeyboardInterrupt:
+            line.end()
+            print(f"{PROG}: interrupted; progress saved. Resume with:\n  {resume_command(args, fmt)}", file=sys.stderr)
+            return 130
+        except ExportError as exc:
+            line.end()
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
+        except StripeIdentityError as exc:
+            line.end()
+            message = redact(exc.message, settings.secrets())
+            hint = f" ({exc.hint})" if exc.hint else ""
+            print(f"{PROG}: Stripe error: {message}{hint}", file=sys.stderr)
+            print(f"{PROG}: progress saved; resume with:\n  {resume_command(args, fmt)}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            line.end()
+            print(f"{PROG}: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        line.end()
+        summary = dict(vars(result))
+        if not args.quiet:
+            rate = summary["count"] / max(summary["seconds"], 1e-9)
+            print(
+                f"{PROG}: {summary['count']:,} customers → {summary['path']} in {summary['seconds']:.1f}s "
+                f"({rate:,.0f}/s, {summary['requests']} requests, {summary['retries']} retries); "
+                f"sha256 {summary['sha256']}",
+                file=sys.stderr,
+            )
+        print(json.dumps(summary))
+    return 0

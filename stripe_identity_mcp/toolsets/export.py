@@ -1,0 +1,201 @@
+"""Export toolset (read): every customer to a file, and the duplicate-email report. Writes nothing to Stripe."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from stripe_identity_mcp.clients.errors import StripeIdentityError
+from stripe_identity_mcp.models.outputs import Compact
+from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.toolsets.common import READ, deps, iso, tool_error
+from stripe_identity_mcp.toolsets.customers import Timestamp, to_unix
+
+TOOLSET = "export"
+PROGRESS_EVERY_S = 0.25
+
+
+class ExportSummary(Compact):
+    path: str
+    format: str
+    count: int
+    sha256: str
+    seconds: float
+    requests: int
+    retries: int
+    rate_limited: int
+    created_gte: str
+    created_lt: str = Field(description="cut-off fixed at start: later customers are not included")
+    resumed: bool
+
+
+class DuplicateMember(Compact):
+    id: str
+    email: str
+    name: str | None = None
+    created: str | None = None
+    subscriptions: int = Field(description="active (incl. trialing/past_due/unpaid) subscriptions")
+    default_payment_method: str | None = None
+
+
+class DuplicateGroup(Compact):
+    email: str
+    count: int
+    customers: list[DuplicateMember]
+
+
+class DuplicateReport(Compact):
+    mode: str
+    customers_scanned: int
+    groups_total: int
+    groups: list[DuplicateGroup]
+    truncated: bool
+    created_gte: str
+    created_lt: str
+    normalisation: str
+    seconds: float
+    requests: int
+
+
+NORMALISATION = (
+    "emails compared lower-cased, trimmed, NFC, domain without trailing dot and in punycode; "
+    "Gmail dots/+tags are NOT merged (different mailboxes on most providers)"
+)
+
+
+class _Throttle:
+    """Forward engine progress to the MCP client at most every PROGRESS_EVERY_S (first page always)."""
+
+    def __init__(self, ctx: Context, what: str) -> None:
+        self.ctx, self.what, self.last = ctx, what, 0.0
+
+    async def __call__(self, p: object) -> None:
+        now = time.monotonic()
+        if self.last and now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        count, requests = getattr(p, "count", 0), getattr(p, "requests", 0)
+        await self.ctx.report_progress(count, None, f"{count} customers {self.what}, {requests} requests")
+
+
+def register(server: MCPServer, settings: Settings) -> None:
+    @server.tool(annotations=READ)
+    async def export_customers(
+        format: Annotated[Literal["jsonl", "csv"], Field(description="jsonl: raw objects; csv: flat columns")],
+        filename: Annotated[str, Field(min_length=1, max_length=255, description="file inside the export dir")],
+        ctx: Context,
+        created_gte: Timestamp = None,
+        created_lt: Timestamp = None,
+        resume: Annotated[bool, Field(description="continue an interrupted export of this file")] = False,
+        overwrite: Annotated[bool, Field(description="replace an existing file")] = False,
+    ) -> ExportSummary:
+        """Export all Stripe customers (or a created range) to a JSONL/CSV file in the export directory.
+
+        Fast (concurrent, at the rate limit), resumable, with progress. Reads only. Returns path,
+        count and sha256. Customers created after the export starts are not included.
+        """
+        from stripe_identity_mcp.export.engine import ExportError, run_export
+        from stripe_identity_mcp.export.paths import PathRefused, confine
+
+        app = deps(ctx)
+        try:
+            out = confine(app.settings.export_dir, filename)
+        except PathRefused as exc:
+            raise ToolError(f"refused: {exc}. Give a plain file name such as customers.{format}") from None
+        gte, lt = to_unix(created_gte, "created_gte"), to_unix(created_lt, "created_lt")
+        try:
+            result = await run_export(
+                app.stripe,
+                out,
+                format,
+                created_gte=gte,
+                created_lt=lt,
+                resume=resume,
+                overwrite=overwrite,
+                on_progress=_Throttle(ctx, "exported"),
+                mode=app.settings.mode,
+            )
+        except ExportError as exc:
+            raise ToolError(str(exc)) from None
+        except StripeIdentityError as exc:
+            error = tool_error(exc, app)
+            raise ToolError(f"{error} The checkpoint was saved: call again with resume=true.") from None
+        except OSError as exc:
+            raise ToolError(f"cannot write {filename}: {exc.strerror or exc}") from None
+        await ctx.report_progress(result.count, result.count, f"done: {result.count} customers")
+        return ExportSummary(
+            path=result.path,
+            format=result.format,
+            count=result.count,
+            sha256=result.sha256,
+            seconds=result.seconds,
+            requests=result.requests,
+            retries=result.retries,
+            rate_limited=result.rate_limited,
+            created_gte=iso(result.created_gte) or "",
+            created_lt=iso(result.created_lt) or "",
+            resumed=result.resumed,
+        )
+
+    @server.tool(annotations=READ)
+    async def find_duplicate_customers(
+        ctx: Context,
+        created_gte: Timestamp = None,
+        created_lt: Timestamp = None,
+        max_groups: Annotated[int, Field(ge=1, le=500)] = 50,
+    ) -> DuplicateReport:
+        """Find Stripe customers sharing an email (case/space-insensitive) across all customers or a range.
+
+        Each group lists ids, created dates, active subscriptions and default payment method, to
+        decide which record to keep. Scans every customer: slow on big accounts; progress reported.
+        """
+        from stripe_identity_mcp.export.duplicates import find_duplicates
+        from stripe_identity_mcp.export.engine import ExportError
+
+        app = deps(ctx)
+        try:
+            scan = await find_duplicates(
+                app.stripe,
+                created_gte=to_unix(created_gte, "created_gte"),
+                created_lt=to_unix(created_lt, "created_lt"),
+                max_groups=max_groups,
+                on_progress=_Throttle(ctx, "scanned"),
+            )
+        except ExportError as exc:
+            raise ToolError(str(exc)) from None
+        except StripeIdentityError as exc:
+            raise tool_error(exc, app) from None
+        groups = [
+            DuplicateGroup(
+                email=email,
+                count=len(members),
+                customers=[
+                    DuplicateMember(
+                        id=m.id,
+                        email=m.email,
+                        name=m.name,
+                        created=iso(m.created),
+                        subscriptions=m.subscriptions,
+                        default_payment_method=m.default_payment_method,
+                    )
+                    for m in members
+                ],
+            )
+            for email, members in scan.groups
+        ]
+        return DuplicateReport(
+            mode=app.mode_label,
+            customers_scanned=scan.customers_scanned,
+            groups_total=scan.groups_total,
+            groups=groups,
+            truncated=scan.groups_total > len(groups),
+            created_gte=iso(scan.created_gte) or "",
+            created_lt=iso(scan.created_lt) or "",
+            normalisation=NORMALISATION,
+            seconds=scan.seconds,
+            requests=scan.requests,
+        )
