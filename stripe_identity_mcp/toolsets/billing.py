@@ -59,9 +59,8 @@ def portal_error(mode: str) -> Any:
 
     def convert(exc: StripeIdentityError) -> ToolError | None:
         text = exc.message.lower()
-        if isinstance(exc, BadRequestError) and "configuration" in text and (
-            "default configuration" in text or "not been created" in text or getattr(exc, "param", None) == "configuration"
-        ):
+        missing = ("portal settings", "default configuration", "not been created")
+        if isinstance(exc, BadRequestError) and any(m in text for m in missing):
             return ToolError(
                 f"no Customer portal configuration in {mode} mode: create one in the Dashboard → Settings → "
                 f"Billing → Customer portal (in {dashboard_mode} mode) and save it, or pass configuration=bpc_…. "
