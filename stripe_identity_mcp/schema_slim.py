@@ -7,6 +7,7 @@ so the shorter `{type: string}` is equivalent for every caller — at about half
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 
@@ -24,18 +25,23 @@ def slim(schema: Any) -> Any:
         else:
             out[key] = slim(value)
     options = out.get("anyOf")
-    if isinstance(options, list) and {"type": "null"} in options:
+    if isinstance(options, list) and {"type": "null"} in options and out.get("default", None) is None:
         rest = [o for o in options if o != {"type": "null"}]
-        if len(rest) == 1 and out.get("default", None) is None:
-            out.pop("anyOf")
-            out.pop("default", None)
+        out.pop("anyOf")
+        out.pop("default", None)
+        if len(rest) == 1:
             out = {**rest[0], **out}
+        elif all(set(o) == {"type"} and isinstance(o["type"], str) for o in rest):
+            out = {"type": [o["type"] for o in rest], **out}
+        else:
+            out["anyOf"] = rest
     return out
 
 
 def slim_tools(server: Any) -> None:
-    """Rewrite every registered tool's input and output schema in place."""
+    """Rewrite every registered tool's description (dedented) and schemas in place."""
     for tool in server._tool_manager.list_tools():
+        tool.description = inspect.cleandoc(tool.description or "")
         tool.parameters = slim(tool.parameters)
         meta = tool.fn_metadata
         if getattr(meta, "output_schema", None) is not None:
