@@ -1,0 +1,260 @@
+"""Export benchmark: our windowed export vs stripe-python auto_paging_iter vs a naive httpx cursor loop.
+
+One run starts the sandbox in a separate process with N customers, injected latency and a rate limit
+(`python -m stripe_identity_mcp sandbox --customers N --latency-ms L --rate-limit R`), then exports
+the same data three ways, each in its own subprocess (which reports its own peak RSS via
+getrusage). Every method streams full customer objects to a JSONL file, so memory is comparable.
+Requests and 429s are counted by the sandbox (`/_sandbox/stats` before/after each method). The
+`correct` column compares the sha256 of the sorted exported ids with the sandbox's (re-derived
+from the sandbox's deterministic seed, cross-checked against its live customer count).
+
+    python benchmarks/export_bench.py                      # N=20 000, 150 ms, 25 r/s
+    python benchmarks/export_bench.py --n 200000 --methods ours   # memory run
+    python benchmarks/export_bench.py --n 500 --latency-ms 5      # smoke (seconds)
+
+Ceiling = rate × 100 customers/s (a full page per request). Bounded: each method has --timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = ("ours", "stripe-python", "naive")
+KEY = "sk_test_sandbox"
+
+
+# workers (run in their own process) ---------------------------------------------------------------
+def _maxrss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 if sys.platform != "darwin" else kb / 1024 / 1024
+
+
+def worker_ours(base: str, out: Path, rate: float) -> dict[str, Any]:
+    import anyio
+
+    from stripe_identity_mcp.deps import open_deps
+    from stripe_identity_mcp.export.engine import run_export
+    from stripe_identity_mcp.settings import Settings
+
+    settings = Settings(_env_file=None, api_key=KEY, api_base=base, test_rate=rate, sandbox=True)  # type: ignore[call-arg]
+
+    async def go() -> Any:
+        async with open_deps(settings) as app:
+            return await run_export(app.stripe, out, "jsonl", overwrite=True, mode="test")
+
+    started = time.monotonic()
+    result = anyio.run(go)
+    return {"seconds": time.monotonic() - started, "count": result.count, "client_retries": result.retries}
+
+
+def worker_stripe_python(base: str, out: Path, rate: float) -> dict[str, Any]:
+    import stripe
+
+    stripe.enable_telemetry = False
+    client = stripe.StripeClient(KEY, base_addresses={"api": base}, max_network_retries=4)
+    started = time.monotonic()
+    count = 0
+    with open(out, "w") as f:
+        for customer in client.v1.customers.list(params={"limit": 100}).auto_paging_iter():
+            f.write(json.dumps(customer.to_dict(), separators=(",", ":")) + "\n")
+            count += 1
+    return {"seconds": time.monotonic() - started, "count": count}
+
+
+def worker_naive(base: str, out: Path, rate: float) -> dict[str, Any]:
+    import httpx
+
+    started = time.monotonic()
+    count = 0
+    cursor = None
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http, open(out, "w") as f:
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if cursor:
+                params["starting_after"] = cursor
+            for attempt in range(6):  # the minimum any real loop needs: retry 429/5xx
+                r = http.get("/v1/customers", params=params)
+                if r.status_code != 429 and r.status_code < 500:
+                    break
+                time.sleep(0.5 * 2**attempt)
+            r.raise_for_status()
+            body = r.json()
+            for customer in body["data"]:
+                f.write(json.dumps(customer, separators=(",", ":")) + "\n")
+            count += len(body["data"])
+            if not body["has_more"] or not body["data"]:
+                break
+            cursor = body["data"][-1]["id"]
+    return {"seconds": time.monotonic() - started, "count": count}
+
+
+WORKERS = {"ours": worker_ours, "stripe-python": worker_stripe_python, "naive": worker_naive}
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    result = WORKERS[args.worker](args.base, Path(args.out), args.rate_limit)
+    result["peak_rss_mb"] = _maxrss_mb()  # before anything else touches memory
+    print(json.dumps(result))
+    return 0
+
+
+# orchestration ----------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"sandbox exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"sandbox did not accept connections within {timeout:.0f}s")
+
+
+def sandbox_stats(base: str) -> dict[str, Any]:
+    import httpx
+
+    return httpx.get(base + "/_sandbox/stats", timeout=10).json()  # type: ignore[no-any-return]
+
+
+def expected_ids(n: int, seed: int) -> list[str]:
+    from stripe_identity_mcp.sandbox.seed import seed_all
+    from stripe_identity_mcp.sandbox.store import ModeStore
+
+    test, live = ModeStore(False), ModeStore(True)
+    seed_all(test, live, seed, n)
+    return list(test.ids)
+
+
+def ids_digest(ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+def file_ids(path: Path) -> list[str]:
+    with open(path) as f:
+        return [json.loads(line)["id"] for line in f if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=20000, help="customers seeded in the sandbox")
+    p.add_argument("--latency-ms", type=float, default=150.0)
+    p.add_argument("--rate-limit", type=float, default=25.0, help="sandbox limit and our client's pace (r/s)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {','.join(METHODS)}")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per method")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--keep", action="store_true", help="keep the output files")
+    p.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    p.add_argument("--base", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return run_worker(args)
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise SystemExit(f"unknown methods {sorted(unknown)}")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "stripe_identity_mcp", "sandbox", "--port", str(port), "--customers", str(args.n),
+         "--latency-ms", str(args.latency_ms), "--rate-limit", str(args.rate_limit), "--seed", str(args.seed),
+         "--search-lag", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    try:
+        wait_listening(port, sandbox, timeout=max(60.0, args.n / 1000))
+        want = expected_ids(args.n, args.seed)
+        live = sandbox_stats(base)["customers"]["test"]
+        if live != len(want):
+            raise SystemExit(f"seed mismatch: sandbox has {live} customers, re-derived {len(want)}")
+        want_digest = ids_digest(want)
+        del want
+        ceiling = args.rate_limit * 100
+        with tempfile.TemporaryDirectory(prefix="export-bench-") as tmp:
+            for method in methods:
+                out = Path(tmp) / f"{method}.jsonl"
+                before = sandbox_stats(base)
+                try:
+                    proc = subprocess.run(
+                        [sys.executable, __file__, "--worker", method, "--base", base, "--out", str(out),
+                         "--rate-limit", str(args.rate_limit)],
+                        capture_output=True, text=True, timeout=args.timeout, env=env,
+                    )  # fmt: skip
+                except subprocess.TimeoutExpired:
+                    rows.append({"method": method, "error": f"timed out after {args.timeout:.0f}s"})
+                    continue
+                after = sandbox_stats(base)
+                if proc.returncode != 0:
+                    rows.append({"method": method, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]})
+                    continue
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+                ids = file_ids(out)
+                status_before, status_after = before.get("by_status", {}), after.get("by_status", {})
+                rows.append(
+                    {
+                        "method": method,
+                        "customers": result["count"],
+                        "seconds": result["seconds"],
+                        "per_s": result["count"] / result["seconds"],
+                        "pct": 100 * result["count"] / result["seconds"] / ceiling,
+                        "requests": after["requests"] - before["requests"],
+                        "r429": int(status_after.get("429", 0)) - int(status_before.get("429", 0)),
+                        "rss": result["peak_rss_mb"],
+                        "correct": len(ids) == len(set(ids)) and ids_digest(ids) == want_digest,
+                    }
+                )
+                del ids
+                if args.keep:
+                    keep = Path.cwd() / f"export-bench-{method}.jsonl"
+                    out.replace(keep)
+    finally:
+        sandbox.terminate()
+        try:
+            sandbox.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sandbox.kill()
+
+    print(
+        f"\nexport benchmark: N={args.n:,} seeded ({live:,} live customers), latency {args.latency_ms:g} ms, "
+        f"rate limit {args.rate_limit:g} r/s → ceiling {ceiling:,.0f} customers/s"
+    )
+    header = f"{'method':<14} {'customers':>9} {'seconds':>8} {'cust/s':>8} {'% ceiling':>9} {'requests':>8} {'429s':>5} {'peak RSS MB':>11} {'correct':>7}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        if "error" in r:
+            print(f"{r['method']:<14} error: {r['error']}")
+            continue
+        print(
+            f"{r['method']:<14} {r['customers']:>9,} {r['seconds']:>8.2f} {r['per_s']:>8,.0f} {r['pct']:>8.1f}% "
+            f"{r['requests']:>8,} {r['r429']:>5} {r['rss']:>11.1f} {'yes' if r['correct'] else 'NO':>7}"
+        )
+    ok = all("error" not in r and r["correct"] for r in rows)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
