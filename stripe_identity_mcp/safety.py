@@ -105,7 +105,7 @@ def _candidates(run: str) -> list[str]:
                 break
             if len(digits) >= 13:
                 found.append(digits)
-    return found
+    return sorted(found, key=len, reverse=True)  # the whole run first, then the longest parts
 
 
 def find_card_numbers(text: str) -> list[str]:
