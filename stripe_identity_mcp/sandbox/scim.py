@@ -12,10 +12,11 @@ What it reproduces from Stripe's SCIM guide
   re-provision the user"). The published schema therefore declares ``userName`` ``immutable``.
   The emulator does not validate the email *format* of ``userName`` (conformance suites post
   random strings).
-* Only ``id``, ``userName``, ``displayName``, ``active`` and ``meta`` drive behaviour. ``name`` and
-  ``emails`` are accepted on input, stored and echoed back verbatim (so standard clients and
+* Only ``id``, ``userName``, ``displayName``, ``active`` and ``meta`` drive behaviour. ``name``,
+  ``emails`` and the common attribute ``externalId`` (RFC 7643 §3.1; identity providers use it to
+  correlate) are accepted on input, stored and echoed back verbatim (so standard clients and
   conformance suites round-trip them) but never change identity or access. Other RFC 7643 User
-  attributes (``externalId``, ``title``, ``phoneNumbers``, enterprise extension, ...) are accepted
+  attributes (``title``, ``nickName``, ``phoneNumbers``, enterprise extension, ...) are accepted
   and silently dropped; a wholly unknown PATCH path is 400 ``invalidPath``.
 * Roles come from SAML attribute statements, never SCIM: any ``roles`` attribute (POST, PUT or
   PATCH) is rejected with 400 ``invalidValue``.
@@ -118,7 +119,7 @@ _LAST = (
 _DOMAINS = ["acme.com", "globex.com", "umbrella.com", "initech.com", "hooli.com", "stark.io"]
 
 # Attributes of the core User schema the emulator stores and echoes.
-_SIMPLE = {"username": "userName", "displayname": "displayName", "active": "active"}
+_SIMPLE = {"username": "userName", "displayname": "displayName", "active": "active", "externalid": "externalId"}
 _NAME_SUBS = ["formatted", "familyName", "givenName", "middleName", "honorificPrefix", "honorificSuffix"]
 _EMAIL_SUBS = ["value", "display", "type", "primary"]
 _READ_ONLY = {"id": "id", "meta": "meta", "schemas": "schemas"}
@@ -126,7 +127,7 @@ _READ_ONLY = {"id": "id", "meta": "meta", "schemas": "schemas"}
 _IGNORED = {
     a.lower()
     for a in (
-        "externalId nickName profileUrl title userType preferredLanguage locale timezone password "
+        "nickName profileUrl title userType preferredLanguage locale timezone password "
         "phoneNumbers ims photos addresses groups entitlements x509Certificates"
     ).split()
 }
@@ -246,7 +247,7 @@ USER_SCHEMA_DOC: dict[str, Any] = {
 SPC_SCHEMA_DOC: dict[str, Any] = {
     "schemas": [SCHEMA_SCHEMA],
     "id": SPC_SCHEMA,
-    "name": "Service Provider Configuration",
+    "name": "ServiceProviderConfig",
     "description": "Schema for representing the service provider's configuration",
     "attributes": [
         _ro("documentationUri", "reference", refs=["external"]),
@@ -387,6 +388,8 @@ def _filter_attr(path: str) -> tuple[Callable[[dict[str, Any]], list[Any]], str,
     p = _strip_urn(path).lower()
     if p == "id":
         return (lambda u: [u.get("id")], "string", True)
+    if p == "externalid":
+        return (lambda u: [u.get("externalId")], "string", True)
     if p in ("username", "displayname"):
         key = _SIMPLE[p]
         return (lambda u, k=key: [u.get(k)], "string", False)  # type: ignore[misc]
@@ -1003,6 +1006,8 @@ class ScimSandbox:
         out: dict[str, Any] = {"userName": base["userName"] if base else user_name}
         if fields.get("displayname") is not None:
             out["displayName"] = _str(fields["displayname"], "displayName")
+        if fields.get("externalid") is not None:
+            out["externalId"] = _str(fields["externalid"], "externalId")
         name = _norm_name(fields.get("name"))
         if name:
             out["name"] = name
@@ -1024,7 +1029,7 @@ class ScimSandbox:
 
     def _finish(self, uid: str, fields: dict[str, Any], created: str, now: str) -> dict[str, Any]:
         user: dict[str, Any] = {"schemas": [USER_SCHEMA], "id": uid}
-        for key in ("userName", "name", "displayName", "active", "emails"):
+        for key in ("externalId", "userName", "name", "displayName", "active", "emails"):
             if key in fields:
                 user[key] = fields[key]
         user["meta"] = {"resourceType": "User", "created": created, "lastModified": now}

@@ -410,13 +410,13 @@ def test_patch_remove_and_ignored_attributes(api: httpx.Client) -> None:
         json={"schemas": [PATCH], "Operations": [
             {"op": "remove", "path": "displayName"},
             {"op": "remove", "path": 'emails[type eq "work"]'},
-            {"op": "replace", "path": "externalId", "value": "ext-1"},  # accepted, dropped
+            {"op": "replace", "path": "title", "value": "CTO"},  # accepted, dropped
             {"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "x"},
         ]},
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert "displayName" not in body and "emails" not in body and "externalId" not in body
+    assert "displayName" not in body and "emails" not in body and "title" not in body
 
 
 # --------------------------------------------------------------------------- delete
