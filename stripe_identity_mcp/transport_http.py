@@ -1,0 +1,412 @@
+"""Streamable HTTP transport for chat-ops bots: bearer tokens with per-token scopes.
+
+Design (decided here; see also SPEC §5, §11)
+
+* One MCPServer per token. Each token entry (see `http_auth`) gets its own `build_server()` with
+  settings derived from the process settings (`scoped_settings`): read-only tokens force
+  `read_only`, toolsets are intersected with what the process enables, live writes need both the
+  token's `live_writes` and the process's `--allow-live-writes`. A token never gets more than the
+  process allows, and a write tool its scope does not allow is not registered at all, so it is
+  neither listed nor callable. Per token rather than per distinct scope: tokens are few, and this
+  way a stateful MCP session can never cross tokens (an unknown session id is a 404 in the other
+  token's session manager) and the audit caller is a constant of the server — no per-request
+  context variable has to survive the SDK's session tasks.
+* Shared clients. The front app's lifespan opens the Stripe/SCIM clients once (`open_deps` with
+  the process settings); every per-token server's lifespan yields an `AppDeps` with its scoped
+  settings that reuses the same StripeClient (so ONE token bucket paces all bots: Stripe's rate
+  limit is per key), the same SCIM client and one shared AuditLog, with
+  `extras["caller"] = "token:<name>"` so audit lines name the token.
+* The front ASGI app (`FrontApp`): `GET /healthz` → 200 `{"status":"ok"}` (no auth, no secrets);
+  `/mcp` → Host/Origin check (421 bad Host, 403 bad Origin; done before auth so a browser attack
+  learns nothing), then the bearer check (sha256 + `hmac.compare_digest` against every entry), a
+  missing/unknown token → 401 with `WWW-Authenticate: Bearer` and a JSON body, then dispatch to
+  that token's session manager (which re-checks Host/Origin, limits bodies to 1 MiB → 413, and
+  rejects non-JSON POSTs). Anything else → 404. Every session manager is run
+  (`session_manager.run()`) inside the front lifespan.
+* Transport security defaults: allowed Hosts = the bound host:port plus localhost / 127.0.0.1 /
+  [::1] on that port; allowed Origins = http://<each of those>. `--allowed-host` /
+  `--allowed-origin` (repeatable, `:*` port wildcards allowed) add to them. Requests without an
+  Origin (bots, curl) pass the Origin check; browsers always send one.
+* Without a tokens file: on a loopback host the server runs unauthenticated (warning on stderr,
+  audit caller "anonymous"); on any other host it refuses to start (exit 2). A configured but empty
+  or invalid tokens file is always an error. Tokens are read at start; restart to apply changes.
+* uvicorn: access log off (nothing about requests, let alone Authorization headers, is logged),
+  our own logging config (stderr), keep-alive 15 s, at most 512 concurrent connections/tasks
+  (503 beyond), graceful shutdown 5 s, no Server header. `--stateless` sets `stateless_http=True`
+  (no session state: run several replicas behind a load balancer).
+
+The socket is bound before anything is served (port 0 works; the real URL is printed on stderr).
+`prepare_http(settings, options)` builds everything without serving (tests run it in a thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from stripe_identity_mcp.deps import AppDeps, open_deps
+from stripe_identity_mcp.http_auth import TokenEntry, TokenFileError, TokenTable, load_tokens
+from stripe_identity_mcp.safety import AuditLog, audit_path
+from stripe_identity_mcp.server import build_server
+from stripe_identity_mcp.settings import ConfigError, Settings
+
+MAX_BODY_BYTES = 1024 * 1024
+KEEP_ALIVE_S = 15
+MAX_CONCURRENCY = 512
+MAX_SESSIONS_PER_TOKEN = 1000
+SESSION_IDLE_S = 15 * 60
+ANONYMOUS = "anonymous"
+REALM = "stripe-identity-mcp"
+
+
+def log(message: str) -> None:
+    print(f"stripe-identity-mcp: {message}", file=sys.stderr, flush=True)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def scoped_settings(settings: Settings, entry: TokenEntry) -> Settings:
+    """The process settings narrowed to what `entry` may do (never widened)."""
+    update: dict[str, Any] = {"allow_live_writes": settings.allow_live_writes and entry.live_writes}
+    if entry.scope == "read-only":
+        update["read_only"] = True
+    if entry.toolsets is not None:
+        allowed = tuple(t for t in settings.enabled_toolsets() if t in entry.toolsets)
+        if not allowed:
+            raise ConfigError(
+                f"token '{entry.name}' allows toolsets {list(entry.toolsets)} but this server enables only "
+                f"{list(settings.enabled_toolsets())}: it could use nothing. Fix the token file or the server flags."
+            )
+        update["toolsets"] = allowed
+    return settings.model_copy(update=update)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def security_settings(
+    host: str, port: int, allowed_hosts: list[str] | None = None, allowed_origins: list[str] | None = None
+) -> TransportSecuritySettings:
+    names = [_url_host(host), "127.0.0.1", "localhost", "[::1]"]
+    hosts = list(dict.fromkeys(f"{name}:{port}" for name in names))
+    hosts += [h for h in allowed_hosts or [] if h not in hosts]
+    origins = [f"http://{h}" for h in hosts if "*" not in h or h.endswith(":*")]
+    origins += [o for o in allowed_origins or [] if o not in origins]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+@dataclass
+class TokenRoute:
+    """One token (or the anonymous loopback caller) and the MCP server built for its scope."""
+
+    caller: str
+    settings: Settings
+    server: MCPServer[AppDeps]
+
+
+@dataclass
+class Shared:
+    """Clients opened once by the front lifespan and reused by every per-token server."""
+
+    deps: AppDeps | None = None
+    audit: AuditLog | None = None
+
+
+def _unauthorized(presented: bool) -> Response:
+    challenge = f'Bearer realm="{REALM}"'
+    if presented:
+        challenge += ', error="invalid_token"'
+        body = {"error": "invalid_token", "message": "unknown bearer token"}
+    else:
+        body = {"error": "unauthorized", "message": "send Authorization: Bearer <token>"}
+    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"})
+
+
+def _bearer(request: Request) -> tuple[bool, str | None]:
+    """(an Authorization header was sent, the bearer token in it or None)."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return False, None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return True, None
+    return True, value.strip()
+
+
+@dataclass
+class FrontApp:
+    """ASGI app: /healthz, Host/Origin + bearer checks on /mcp, dispatch to the token's server."""
+
+    routes: list[TokenRoute]
+    table: TokenTable | None  # None: unauthenticated loopback mode (routes has the one anonymous server)
+    security: TransportSecuritySettings
+    process_settings: Settings
+    on_ready: Callable[[], None] | None = None
+    shared: Shared = field(default_factory=Shared)
+    _by_caller: dict[str, TokenRoute] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._guard = TransportSecurityMiddleware(self.security)
+
+    def add(self, route: TokenRoute) -> None:
+        self.routes.append(route)
+        self._by_caller[route.caller] = route
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        async with open_deps(self.process_settings) as deps, AsyncExitStack() as stack:
+            self.shared.deps = deps
+            self.shared.audit = AuditLog(audit_path(self.process_settings), self.process_settings.secrets())
+            for route in self.routes:
+                await stack.enter_async_context(route.server.session_manager.run())
+            if self.on_ready is not None:
+                self.on_ready()
+            yield
+
+    def opener(self, caller: str) -> Callable[[Settings], contextlib.AbstractAsyncContextManager[AppDeps]]:
+        """`open_app_deps` for one token's server: the shared clients with that token's settings."""
+
+        @asynccontextmanager
+        async def open_scoped(settings: Settings) -> AsyncIterator[AppDeps]:
+            shared = self.shared.deps
+            if shared is None:  # pragma: no cover - the front lifespan always opens them first
+                raise RuntimeError("shared clients are not open")
+            extras: dict[str, Any] = {"caller": caller, "audit_log": self.shared.audit}
+            yield AppDeps(settings=settings, stripe=shared.stripe, scim=shared.scim, extras=extras)
+
+        return open_scoped
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        path = scope["path"].rstrip("/") or "/"
+        if path == "/healthz":
+            if scope["method"] not in ("GET", "HEAD"):
+                await Response(status_code=405, headers={"Allow": "GET, HEAD"})(scope, receive, send)
+                return
+            await JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})(scope, receive, send)
+            return
+        if path != "/mcp":
+            await JSONResponse({"error": "not_found", "message": "the MCP endpoint is /mcp"}, 404)(scope, receive, send)
+            return
+        request = Request(scope)
+        refused = await self._guard.validate_request(request, is_post=False)
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
+        if self.table is None:
+            route = self.routes[0]
+        else:
+            sent, token = _bearer(request)
+            entry = self.table.match(token)
+            if entry is None:
+                await _unauthorized(sent)(scope, receive, send)
+                return
+            route = self._by_caller[entry.caller]
+        if scope.get("path") != "/mcp":
+            scope = {**scope, "path": "/mcp", "raw_path": b"/mcp"}
+        await route.server.session_manager.handle_request(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":  # pragma: no cover
+            return
+        try:
+            async with self.lifespan():
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()  # lifespan.shutdown
+        except BaseException as exc:
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
+            else:
+                await send({"type": "lifespan.shutdown.failed", "message": type(exc).__name__})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+@dataclass
+class HttpOptions:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    stateless: bool = False
+    allowed_hosts: list[str] | None = None
+    allowed_origins: list[str] | None = None
+    json_response: bool = False
+
+    @classmethod
+    def from_args(cls, args: Any) -> HttpOptions:
+        return cls(
+            host=getattr(args, "host", None) or "127.0.0.1",
+            port=int(getattr(args, "port", 8765)),
+            stateless=bool(getattr(args, "stateless", False)),
+            allowed_hosts=getattr(args, "allowed_host", None),
+            allowed_origins=getattr(args, "allowed_origin", None),
+        )
+
+
+@dataclass
+class PreparedHttp:
+    """Everything built and the socket bound; `serve()` runs until stopped."""
+
+    app: FrontApp
+    sock: socket.socket
+    host: str
+    port: int
+    config: uvicorn.Config
+
+    @property
+    def url(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.port}/mcp"
+
+    def server(self) -> uvicorn.Server:
+        return uvicorn.Server(self.config)
+
+    async def serve(self, server: uvicorn.Server | None = None) -> None:
+        await (server or self.server()).serve(sockets=[self.sock])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[], None] | None = None) -> PreparedHttp:
+    """Validate tokens and scopes, build one server per token, bind the socket. Raises ConfigError."""
+    table: TokenTable | None = None
+    if settings.tokens_file is not None:
+        try:
+            table = load_tokens(settings.tokens_file)
+        except TokenFileError as exc:
+            raise ConfigError(str(exc)) from None
+        if len(table) == 0:
+            raise ConfigError(
+                f"token file {settings.tokens_file} has no tokens; create one with "
+                f"`stripe-identity-mcp token create --name NAME --scope read-only --file {settings.tokens_file}`"
+            )
+    elif not is_loopback(options.host):
+        raise ConfigError(
+            f"refusing to serve on {options.host} without bearer tokens: anyone who can reach it could use the "
+            "Stripe key. Create tokens with `stripe-identity-mcp token create --name BOT --scope read-only "
+            "--file tokens.toml` and pass --tokens-file tokens.toml (or bind to 127.0.0.1)."
+        )
+
+    plans: list[tuple[str, Settings]] = []
+    if table is None:
+        plans.append((ANONYMOUS, settings))
+    else:
+        for entry in table.entries:
+            scoped = scoped_settings(settings, entry)
+            if entry.scope == "writes" and not scoped.writes_enabled:
+                log(f"token '{entry.name}' has scope writes but {scoped.writes_off_reason}: it gets read tools only")
+            plans.append((entry.caller, scoped))
+
+    try:
+        sock = _bind(options.host, options.port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from None
+    port = sock.getsockname()[1]
+    security = security_settings(options.host, port, options.allowed_hosts, options.allowed_origins)
+
+    front = FrontApp(routes=[], table=table, security=security, process_settings=settings, on_ready=on_ready)
+    for caller, scoped in plans:
+        server = build_server(scoped, open_app_deps=front.opener(caller))
+        server.streamable_http_app(
+            json_response=options.json_response,
+            stateless_http=options.stateless,
+            max_request_body_size=MAX_BODY_BYTES,
+            session_idle_timeout=SESSION_IDLE_S,
+            max_sessions=MAX_SESSIONS_PER_TOKEN,
+            transport_security=security,
+            host=options.host,
+        )
+        front.add(TokenRoute(caller=caller, settings=scoped, server=server))
+
+    config = uvicorn.Config(
+        front,
+        host=options.host,
+        port=port,
+        log_config=None,  # keep our stderr logging (and its level)
+        log_level=settings.log_level.lower(),
+        access_log=False,  # request lines are not needed and must never carry secrets into logs
+        lifespan="on",
+        timeout_keep_alive=KEEP_ALIVE_S,
+        limit_concurrency=MAX_CONCURRENCY,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+        proxy_headers=False,
+    )
+    return PreparedHttp(app=front, sock=sock, host=options.host, port=port, config=config)
+
+
+def run_http(settings: Settings, args: Any) -> int:
+    """`serve --transport http`: blocks until interrupted. Returns the process exit code."""
+    import asyncio
+
+    options = HttpOptions.from_args(args)
+    try:
+        prepared = prepare_http(settings, options)
+    except ConfigError as exc:
+        log(str(exc))
+        return 2
+    try:
+        if prepared.app.table is None:
+            log(
+                "WARNING: no --tokens-file: serving WITHOUT authentication (allowed only on a loopback host). "
+                "Create tokens with `stripe-identity-mcp token create` for anything shared."
+            )
+        scopes = ", ".join(
+            f"{r.caller}={'writes' if r.settings.writes_enabled else 'read-only'}" for r in prepared.app.routes
+        )
+        mode = "stateless" if options.stateless else "stateful"
+        log(f"MCP over streamable HTTP ({mode}) at {prepared.url} — health {prepared.url[:-4]}/healthz — {scopes}")
+        if not is_loopback(options.host) and not options.allowed_hosts:
+            log(
+                "note: clients must send Host " + ", ".join(prepared.app.security.allowed_hosts[:1])
+                + "; add the names they use with --allowed-host NAME:PORT"
+            )
+        server = prepared.server()
+        asyncio.run(prepared.serve(server))
+        return 0 if server.started else 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        prepared.close()
