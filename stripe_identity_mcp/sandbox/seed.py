@@ -143,12 +143,9 @@ def seed_customers(store: ModeStore, rng: random.Random, n: int, *, fixed: bool)
             (int(datetime(2025, 7, 21, 12, 0, 0, tzinfo=timezone.utc).timestamp()), LEE_ID, "lee@initech.com", "Lee Chen",
              {}),
         ]
-    alnum_choices = rng.choices
-    from .store import ALNUM
-
     for i, created in enumerate(times):
         while True:
-            cid = "cus_" + "".join(alnum_choices(ALNUM, k=14))
+            cid = rand_id("cus_", 14, rng)
             if cid not in used_ids:
                 break
         used_ids.add(cid)

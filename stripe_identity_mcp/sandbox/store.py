@@ -39,10 +39,14 @@ CARD_TABLE: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+_ID_TABLE = bytes(ord(ALNUM[b % len(ALNUM)]) for b in range(256))
+
+
 def rand_id(prefix: str, n: int, rng: random.Random | None = None) -> str:
+    """Stripe-like id: prefix + n alphanumerics (deterministic when ``rng`` is given)."""
     if rng is None:
         return prefix + "".join(secrets.choice(ALNUM) for _ in range(n))
-    return prefix + "".join(rng.choices(ALNUM, k=n))
+    return prefix + rng.randbytes(n).translate(_ID_TABLE).decode()
 
 
 def empty_address() -> dict[str, Any]:

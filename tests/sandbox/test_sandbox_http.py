@@ -361,3 +361,42 @@ def test_accounts(api: httpx.Client) -> None:
     assert [a["id"] for a in p1["data"] + p2["data"]] == [a["id"] for a in page["data"][:20]]
     e = err(api.get("/v1/accounts/acct_1nope"), 404)
     assert e["code"] == "resource_missing"
+
+
+# ------------------------------------------------------------------ SCIM mount, latency, CLI parsing
+def test_scim_mounted_and_latency(fresh) -> None:
+    import time
+
+    pytest.importorskip("stripe_identity_mcp.sandbox.scim")
+    r = httpx.get(fresh.scim_base + "/Users", headers={"Authorization": "Bearer scim_sandbox"})
+    assert r.status_code == 200 and "Resources" in r.json()
+    assert httpx.post(fresh.base_url + "/_sandbox/config", json={"latency_ms": 60}).status_code == 200
+    with client(fresh) as c:
+        t0 = time.monotonic()
+        assert c.get("/v1/customers", params={"limit": 1}).status_code == 200
+        assert time.monotonic() - t0 >= 0.06
+    t0 = time.monotonic()
+    httpx.get(fresh.scim_base + "/Users", headers={"Authorization": "Bearer scim_sandbox"})
+    assert time.monotonic() - t0 >= 0.06
+
+
+def test_cli_flags() -> None:
+    from stripe_identity_mcp.sandbox.runner import build_parser, config_from_args
+
+    ns = build_parser().parse_args(["--host", "127.0.0.1", "--port", "9999", "--empty", "--latency-ms", "5",
+                                    "--rate-limit", "0", "--customers", "7", "--seed", "3", "--live-rate-limit", "50",
+                                    "--search-lag", "0.5", "--fault-rate", "0.1", "--fault-seed", "9"])
+    cfg = config_from_args(ns)
+    assert (ns.port, cfg.empty, cfg.latency_ms, cfg.rate_limit, cfg.customers, cfg.seed) == (9999, True, 5.0, None, 7, 3)
+    assert (cfg.live_rate_limit, cfg.search_lag_s, cfg.fault_rate, cfg.fault_seed) == (50.0, 0.5, 0.1, 9)
+
+
+def test_empty_and_deterministic_seed() -> None:
+    with serve_in_thread(SandboxConfig(empty=True, rate_limit=None)) as h, client(h) as c:
+        assert c.get("/v1/customers").json()["data"] == []
+        assert c.get("/v1/accounts").json()["data"] == []
+    runs = []
+    for _ in range(2):
+        with serve_in_thread(SandboxConfig(customers=50, rate_limit=None)) as h, client(h) as c:
+            runs.append([x["id"] for x in c.get("/v1/customers", params={"limit": 100}).json()["data"]])
+    assert runs[0] == runs[1] and len(runs[0]) > 40
