@@ -37,6 +37,7 @@ TOOLSET = "identity"
 log = logging.getLogger(__name__)
 
 MAX_ACCOUNT_PAGES = 10  # Stripe cannot filter accounts by email: scan at most 1 000 (newest first)
+ACCOUNT_PAGE_SIZE = 100
 NOT_CONFIGURED = (
     "not configured: set STRIPE_SCIM_TOKEN (Stripe SCIM needs an SSO organisation) to include Dashboard team members"
 )
@@ -125,7 +126,7 @@ async def _connect(app: AppDeps, email: str, report: IdentityReport) -> None:
     scanned = 0
     bounded = False
     for page_no in range(MAX_ACCOUNT_PAGES):
-        page = await app.stripe.list_accounts(limit=100, starting_after=cursor)
+        page = await app.stripe.list_accounts(limit=ACCOUNT_PAGE_SIZE, starting_after=cursor)
         scanned += len(page.data)
         found.extend(summarize_account(a) for a in page.data if (a.email or "").lower() == wanted)
         if not page.has_more or not page.data:
