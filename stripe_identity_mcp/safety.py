@@ -186,7 +186,7 @@ class NotNeeded:
 
 ConfirmArg = Annotated[
     str | None,
-    Field(description="must equal the target id"),
+    Field(description="= the id"),
 ]
 
 Preview = Callable[[Context, str], Awaitable[str]]

@@ -27,7 +27,6 @@ from stripe_identity_mcp.toolsets.common import (
     READ,
     WRITE,
     WRITE_IDEMPOTENT,
-    CustomerId,
     deps,
     drop_none,
     tool_errors,
@@ -38,6 +37,7 @@ TOOLSET = "billing"
 PM_RE = re.compile(r"^pm_[A-Za-z0-9_]+$")
 RETURN_URL_RE = re.compile(r"^(https://[^\s]+|http://(localhost|127\.0\.0\.1)(:\d+)?(/[^\s]*)?)$")
 PmId = Annotated[str, Field(description="pm_... id")]
+CustomerId = Annotated[str, Field(pattern=r"^cus_[A-Za-z0-9]+$")]  # slim variant of common.CustomerId
 
 
 def check_pm_id(value: str) -> None:
@@ -92,12 +92,11 @@ def register(server: MCPServer, settings: Settings) -> None:
     async def list_customer_payment_methods(
         customer_id: CustomerId,
         ctx: Context,
-        limit: Annotated[int, Field(ge=1, le=100)] = 20,
     ) -> PaymentMethodList:
-        """List a customer's saved payment methods: id, brand, last4, expiry (never more)."""
+        """List a customer's payment methods: id, brand, last4, expiry only."""
         app = deps(ctx)
         with tool_errors(app):
-            page = await app.stripe.list_payment_methods(customer_id, limit=limit)
+            page = await app.stripe.list_payment_methods(customer_id, limit=100)
             customer = await app.stripe.retrieve_customer(customer_id)
         default = customer.invoice_settings.default_payment_method if customer.invoice_settings else None
         if isinstance(default, dict):
@@ -118,13 +117,15 @@ def register(server: MCPServer, settings: Settings) -> None:
         customer_id: CustomerId,
         return_url: Annotated[str, Field(description="https://... or http://localhost")],
         ctx: Context,
-        configuration: Annotated[str | None, Field(pattern=r"^bpc_[A-Za-z0-9]+$")] = None,
+        configuration: str | None = None,
     ) -> PortalSessionOut:
-        """Create a Customer portal link for a customer to manage billing (short-lived, single use)."""
+        """Create a short-lived Customer portal link where the customer manages billing."""
         app = deps(ctx)
         args = {"return_url": return_url, "configuration": configuration}
         async with audit(ctx, "create_portal_session", customer_id, args) as entry:
-            refuse_card_numbers(return_url=return_url)
+            refuse_card_numbers(return_url=return_url, configuration=configuration)
+            if configuration is not None and not re.fullmatch(r"bpc_[A-Za-z0-9]+", configuration):
+                raise ToolError("configuration must be a bpc_... id. Nothing was sent to Stripe.")
             if not RETURN_URL_RE.match(return_url):
                 raise ToolError("return_url must start with https:// (or http://localhost for development). Nothing was sent to Stripe.")
             entry.on_error = portal_error(app.mode_label)
@@ -148,7 +149,7 @@ def register(server: MCPServer, settings: Settings) -> None:
         ctx: Context,
         make_default: Annotated[bool, Field(description="set as invoice default")] = True,
     ) -> PaymentMethodChange:
-        """Attach a pm_... to a customer and (default) make it their invoice default. No card numbers."""
+        """Attach a pm_... to a customer; by default also make it the invoice default."""
         app = deps(ctx)
         args = {"payment_method": payment_method, "make_default": make_default}
         async with audit(ctx, "attach_payment_method", customer_id, args):
@@ -173,7 +174,7 @@ def register(server: MCPServer, settings: Settings) -> None:
         ctx: Context,
         confirm: ConfirmArg = None,
     ) -> PaymentMethodChange:
-        """Detach a payment method from its customer (it cannot be reused). Needs confirm=pm id."""
+        """Detach a payment method from its customer for good. confirm=pm id."""
         app = deps(ctx)
         async with audit(ctx, "detach_payment_method", payment_method, {"confirm": confirm}):
             check_pm_id(payment_method)

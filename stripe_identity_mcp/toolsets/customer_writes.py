@@ -25,8 +25,6 @@ from stripe_identity_mcp.toolsets.common import (
     DESTRUCTIVE,
     WRITE,
     WRITE_IDEMPOTENT,
-    CustomerId,
-    Email,
     deps,
     drop_none,
     tool_errors,
@@ -40,7 +38,10 @@ ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete", "paused")
 
 Text = str | None
-Metadata = Annotated[dict[str, str] | None, Field(description="max 50 keys; key 40, value 500 chars")]
+# Slim schema variants of common.CustomerId / Email (the catalogue has a context budget).
+CustomerId = Annotated[str, Field(pattern=r"^cus_[A-Za-z0-9]+$")]
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=512)]
+Metadata = Annotated[dict[str, str] | None, Field(description="<=50 keys; key 40, value 500 chars")]
 Address = Annotated[dict[str, str] | None, Field(description="line1,line2,city,state,postal_code,country")]
 
 
@@ -130,10 +131,10 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
         description: Text = None,
         address: Address = None,
         metadata: Metadata = None,
-        allow_duplicate_email: Annotated[bool, Field(description="create even if the email exists")] = False,
+        allow_duplicate_email: Annotated[bool, Field(description="create even if it exists")] = False,
         idempotency_key: Text = None,
     ) -> CustomerWrite:
-        """Create a Stripe customer (billing record). Refuses if the email (any case) exists."""
+        """Create a Stripe customer (billing record); refused if the email exists in any case."""
         app = deps(ctx)
         args = {"email": email, "name": name, "phone": phone, "description": description, "address": address,
                 "metadata": metadata, "allow_duplicate_email": allow_duplicate_email or None,
@@ -186,11 +187,11 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
         description: Text = None,
         address: Address = None,
         metadata_set: Metadata = None,
-        metadata_unset: Annotated[list[str] | None, Field(description="metadata keys to remove")] = None,
-        clear_all_metadata: Annotated[bool, Field(description="remove every key; needs confirm")] = False,
-        confirm: Annotated[str | None, Field(description="= customer_id, for clear_all")] = None,
+        metadata_unset: list[str] | None = None,
+        clear_all_metadata: Annotated[bool, Field(description="needs confirm")] = False,
+        confirm: Annotated[str | None, Field(description="= customer_id")] = None,
     ) -> CustomerWrite:
-        """Update a customer's fields; set/unset individual metadata keys (others kept)."""
+        """Update a customer; metadata_set/metadata_unset change only those keys."""
         app = deps(ctx)
         args = {"name": name, "email": email, "phone": phone, "description": description, "address": address,
                 "metadata_set": metadata_set, "metadata_unset": metadata_unset,
@@ -251,7 +252,7 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
         ctx: Context,
         confirm: ConfirmArg = None,
     ) -> CustomerDeleted:
-        """Permanently delete a customer; cancels its subscriptions now. Needs confirm=customer_id."""
+        """Permanently delete a customer and cancel its subscriptions. confirm=customer_id."""
         app = deps(ctx)
         async with audit(ctx, "delete_customer", customer_id, {"confirm": confirm}) as entry:
             require_confirmed(gate, action="deleted")
