@@ -27,6 +27,8 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -185,7 +187,10 @@ def load_prompts(directory: Path | None = None) -> list[PromptSpec]:
 
 def to_mcp_prompt(spec: PromptSpec) -> Prompt:
     def render(**values: Any) -> str:
-        return spec.render(values)
+        try:
+            return spec.render(values)
+        except ValueError as exc:  # a clear invalid-params error instead of "Error rendering prompt"
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
 
     return Prompt(
         name=spec.name,
