@@ -485,3 +485,31 @@ def test_mounted_in_the_real_sandbox() -> None:
             body = c.get("/Users", params={"filter": 'userName eq "jane@acme.com"'}).json()
             assert body["totalResults"] == 1 and body["Resources"][0]["active"] is False
             assert c.get("/ServiceProviderConfig").json()["patch"]["supported"] is True
+
+
+def test_entra_style_provisioning_flow(api: httpx.Client) -> None:
+    ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    r = api.post("/Users", json={
+        "schemas": [USER, ent],
+        "externalId": "aad-123",
+        "userName": "kim@acme.com",
+        "active": True,
+        "displayName": "Kim Lee",
+        "emails": [{"primary": True, "type": "work", "value": "kim@acme.com"}],
+        "name": {"formatted": "Kim Lee", "familyName": "Lee", "givenName": "Kim"},
+        ent: {"department": "Finance"},
+    })
+    assert r.status_code == 201, r.text
+    uid = r.json()["id"]
+    assert r.json()["externalId"] == "aad-123" and ent not in r.json()
+    assert api.get("/Users", params={"filter": 'externalId eq "aad-123"'}).json()["Resources"][0]["id"] == uid
+    r = api.patch(f"/Users/{uid}", json={"schemas": [PATCH], "Operations": [
+        {"op": "Replace", "value": {"name.familyName": "Lee-Park", "displayName": "Kim Lee-Park", "active": "False"}},
+        {"op": "Add", "path": f"{ent}:manager", "value": "mgr"},
+    ]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["name"]["familyName"] == "Lee-Park" and body["displayName"] == "Kim Lee-Park" and body["active"] is False
+    assert api.get("/Users", params={"filter": 'userName eq "kim@acme.com" and active eq false'}).json()["totalResults"] == 1
+    r = api.patch(f"/Users/{uid}", content=b"active=false", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert_error(r, 415)
