@@ -37,8 +37,14 @@ Confirmation (destructive tools)
 Audit log
     `async with audit(ctx, tool, target, args) as entry:` appends one JSON line per write attempt
     (time, caller, tool, target, redacted args, outcome ok/refused/error, request id) and turns
-    Stripe/SCIM client errors into ToolErrors (like `tool_errors`). Set `entry.target`,
-    `entry.request_id` or `entry.client` inside the block when they become known.
+    Stripe/SCIM client errors into ToolErrors (like `tool_errors`; a `tool_errors()` nested inside
+    is recognised and still logged as an error). Set `entry.target`, `entry.request_id`, or
+    `entry.client = app.scim` (whose `last_request_id` is then used) inside the block; an
+    `entry.on_error(exc) -> ToolError | None` can give a clearer message for a specific error.
+    Path: `settings.audit_log`, default ~/.stripe-identity-mcp/audit.jsonl (0600). The caller is
+    `deps(ctx).extras["caller"]` (a str, a ContextVar or a callable; default "local").
+
+Team members: `confirm_resolver("email", preview, action="deactivated")` makes the email the target.
 """
 
 from __future__ import annotations
@@ -411,7 +417,8 @@ async def audit(ctx: Context, tool: str, target: str | None, args: dict[str, Any
     app = ctx.request_context.lifespan_context
     log = audit_log_for(app)
     entry = AuditEntry(target=target, client=app.stripe)
-    before = getattr(entry.client, "last_request_id", None)
+    clients = [c for c in (app.stripe, getattr(app, "scim", None)) if c is not None]
+    before = {id(c): getattr(c, "last_request_id", None) for c in clients}
 
     def write(outcome: str, request_id: str | None) -> None:
         log.record(
@@ -427,12 +434,16 @@ async def audit(ctx: Context, tool: str, target: str | None, args: dict[str, Any
         if entry.request_id:
             return entry.request_id
         now = getattr(entry.client, "last_request_id", None)
-        return now if now != before else None
+        return now if now != before.get(id(entry.client)) else None
 
     try:
         yield entry
-    except ToolError:
-        write("refused", entry.request_id)  # a read made before the refusal is not the write's request
+    except ToolError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, StripeIdentityError):  # mapped by tool_errors() inside the block
+            write(_error_outcome(cause), getattr(cause, "request_id", None) or entry.request_id)
+        else:  # our own refusal; a read made before it is not the write's request
+            write("refused", entry.request_id)
         raise
     except StripeIdentityError as exc:
         write(_error_outcome(exc), getattr(exc, "request_id", None) or entry.request_id)
