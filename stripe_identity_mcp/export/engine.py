@@ -245,9 +245,22 @@ class Scanner:
 
     async def run(self) -> None:
         workers = self.fixed or MAX_WORKERS
-        async with anyio.create_task_group() as tg:
-            for index in range(workers):
-                tg.start_soon(self._worker, index)
+        try:
+            async with anyio.create_task_group() as tg:
+                for index in range(workers):
+                    tg.start_soon(self._worker, index)
+        except BaseExceptionGroup as group:
+            raise _first_cause(group) from None
+
+
+def _first_cause(group: BaseExceptionGroup) -> BaseException:
+    """The error that stopped the scan (not the cancellations it caused in the other workers)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            exc = _first_cause(exc)
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            return exc
+    return group.exceptions[0]
 
 
 @dataclass
