@@ -218,7 +218,7 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
             if len(merged) > MAX_KEYS:
                 raise ToolError(
                     f"the customer would have {len(merged)} metadata keys ({len(base)} now); Stripe allows {MAX_KEYS}. "
-                    "Unset some keys first. Nothing was sent to Stripe."
+                    "Unset some keys first. Nothing was changed."
                 )
             params: dict[str, Any] = dict(fields)
             warnings = []
