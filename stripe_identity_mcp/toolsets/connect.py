@@ -11,29 +11,27 @@ from pydantic import Field
 from stripe_identity_mcp.models.identity import AccountPage, ConnectAccountSummary, summarize_account
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import READ, deps, drop_none, tool_errors
-from stripe_identity_mcp.toolsets.customers import Timestamp, to_unix
+from stripe_identity_mcp.toolsets.customers import to_unix
 
 TOOLSET = "connect"
 
 ACCOUNT_ID = r"^acct_[A-Za-z0-9]+$"
-AccountId = Annotated[str, Field(pattern=ACCOUNT_ID, max_length=255, description="Connect account id (acct_…)")]
-Cursor = Annotated[str | None, Field(pattern=ACCOUNT_ID, max_length=255, description="account id cursor")]
+AccountId = Annotated[str, Field(pattern=ACCOUNT_ID, max_length=255)]
+Cursor = Annotated[str | None, Field(pattern=ACCOUNT_ID, max_length=255)]
+Created = Annotated[int | str | None, Field(description="unix or ISO date")]
 
 
 def register(server: MCPServer, settings: Settings) -> None:
     @server.tool(annotations=READ)
     async def list_connected_accounts(
         ctx: Context,
-        limit: Annotated[int, Field(ge=1, le=100, description="page size, 1-100")] = 10,
+        limit: Annotated[int, Field(ge=1, le=100)] = 10,
         starting_after: Cursor = None,
         ending_before: Cursor = None,
-        created_gte: Timestamp = None,
-        created_lte: Timestamp = None,
+        created_gte: Created = None,
+        created_lte: Created = None,
     ) -> AccountPage:
-        """List one page of Connect accounts (acct_…) on this platform, newest first.
-
-        Connect accounts only, not customers or team members. Follow next_cursor for more.
-        """
+        """List Connect accounts (businesses on the platform; not customers or team members), newest first."""
         if starting_after and ending_before:
             raise ToolError("give starting_after or ending_before, not both")
         created = drop_none({"gte": to_unix(created_gte, "created_gte"), "lte": to_unix(created_lte, "created_lte")})
@@ -54,7 +52,7 @@ def register(server: MCPServer, settings: Settings) -> None:
 
     @server.tool(annotations=READ)
     async def get_connected_account(account_id: AccountId, ctx: Context) -> ConnectAccountSummary:
-        """Fetch one Connect account: type, email, business, charges/payouts enabled, requirements due."""
+        """Get one Connect account: type, email, business, charges/payouts enabled, requirements due."""
         app = deps(ctx)
         with tool_errors(app):
             return summarize_account(await app.stripe.retrieve_account(account_id))

@@ -10,13 +10,14 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
+from pydantic import Field
 
 from stripe_identity_mcp.clients.errors import StripeIdentityError
 from stripe_identity_mcp.deps import AppDeps
@@ -29,7 +30,7 @@ from stripe_identity_mcp.models.identity import (
 )
 from stripe_identity_mcp.models.outputs import summarize
 from stripe_identity_mcp.settings import Settings
-from stripe_identity_mcp.toolsets.common import READ, Email, deps, tool_error
+from stripe_identity_mcp.toolsets.common import READ, deps, tool_error
 from stripe_identity_mcp.toolsets.customers import LIST_EXPAND, case_variants, exact_email_matches
 
 TOOLSET = "identity"
@@ -45,6 +46,8 @@ API_KEY_WARNING = (
     "team member {who} is deactivated/removed, but API keys stay valid until rotated: "
     "roll every key they could see (Dashboard → Developers → API keys)."
 )
+
+AnyCaseEmail = Annotated[str, Field(min_length=3, max_length=512, pattern=r"^[^@\s]+@[^@\s]+$")]
 
 ID_SHAPES = {
     "customer": re.compile(r"^cus_[A-Za-z0-9]+$"),
@@ -186,11 +189,10 @@ async def _read(app: AppDeps, fn: Callable[[], Awaitable[Any]]) -> Any:
 
 def register(server: MCPServer, settings: Settings) -> None:
     @server.tool(annotations=READ)
-    async def resolve_identity(email: Email, ctx: Context) -> IdentityReport:
-        """Find everything one email is across Stripe: customers, Dashboard team member, Connect accounts.
+    async def resolve_identity(email: AnyCaseEmail, ctx: Context) -> IdentityReport:
+        """Look up one email as customers, Dashboard team member and Connect accounts, each labelled.
 
-        Use first for "who is x@y.com". Each record is labelled with its concept; warnings name the traps
-        (duplicates, removed members whose API keys still work, mode).
+        Use first for "who is x@y.com". Warnings flag duplicates, removed members' live API keys, mode.
         """
         return await resolve(deps(ctx), email)
 
