@@ -37,6 +37,14 @@ KEY = "sk_test_sandbox"
 
 # workers (run in their own process) ---------------------------------------------------------------
 def _maxrss_mb() -> float:
+    """This process's peak RSS. Linux: VmHWM (ru_maxrss survives exec, so it would report the parent's
+    size at fork time when that is larger); elsewhere getrusage's ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024 if sys.platform != "darwin" else kb / 1024 / 1024
 

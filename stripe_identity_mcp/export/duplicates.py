@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stripe_identity_mcp.clients.stripe import StripeClient
-from stripe_identity_mcp.export.engine import STRIPE_EPOCH, ExportError, Progress, Scanner, Window
+from stripe_identity_mcp.export.engine import STRIPE_EPOCH, ExportError, Progress, Scanner, initial_windows
 
 ACTIVE = ("active", "trialing", "past_due", "unpaid")
 
@@ -107,7 +107,7 @@ async def find_duplicates(
     stats = stripe.stats
     base = (stats.requests, stats.retries, stats.rate_limited)
     started = time.monotonic()
-    scanner = Scanner(stripe, [Window(gte, lt)], sink, extra_params={"expand": ["data.subscriptions"]})
+    scanner = Scanner(stripe, initial_windows(gte, lt), sink, extra_params={"expand": ["data.subscriptions"]})
 
     async def on_page() -> None:
         if on_progress is not None:

@@ -21,7 +21,7 @@ dropped, and the old window is finished. Windows are disjoint and each is paged 
 Stripe's stable order, so no record is seen twice and none is skipped; nothing needs de-duplicating
 in memory.
 
-Worker count: `rate × latency × 1.3 + 1` (latency = fastest observed list call), 2 … 32, unless given.
+Worker count: `rate × latency × 1.2 + 1` (latency = fastest observed list call), 2 … 32, unless given.
 
 Semantics (documented for users)
 --------------------------------
@@ -59,7 +59,8 @@ from stripe_identity_mcp.export.writers import Encoder, Format
 
 PAGE = 100
 STRIPE_EPOCH = 1262304000  # 2010-01-01T00:00:00Z: no Stripe object is older
-MIN_SPLIT = 200  # only split a window expected to hold at least two more pages
+MIN_SPLIT = 300  # only split a window expected to hold at least three more pages
+CONCURRENCY_FACTOR = 1.2  # workers = rate × latency × this + 1: just enough requests in flight
 MAX_WORKERS = 32
 CHECKPOINT_EVERY_S = 0.5
 
@@ -106,6 +107,19 @@ class Window:
         return cls(s.gte, s.lt, s.cursor, s.cursor_created, list(s.fallback), s.fetched)
 
 
+INITIAL_SPANS_DAYS = (1, 8, 64, 512)
+
+
+def initial_windows(gte: int, lt: int) -> list[Window]:
+    """Geometric windows back from `lt` (1, 8, 64, 512 days, then the rest down to `gte`).
+
+    They are paged at once (the client's burst allows a few requests immediately), and most accounts
+    grow over time, so the recent ones tend to hold data; an empty one costs a single request.
+    """
+    bounds = [lt] + [lt - d * 86400 for d in INITIAL_SPANS_DAYS if lt - d * 86400 > gte] + [gte]
+    return [Window(gte=lo, lt=hi) for hi, lo in zip(bounds, bounds[1:], strict=False)]
+
+
 @dataclass
 class Progress:
     count: int  # records delivered so far (including earlier runs when resuming)
@@ -138,7 +152,8 @@ class Scanner:
         self.sink = sink
         self.extra = extra_params or {}
         self.fixed = concurrency
-        self.target = concurrency or 1  # grows once the first latency is known
+        # Before any latency is known: one request per unknown window, within the client's burst.
+        self.target = concurrency or max(1, min(len(self.windows), int(stripe.bucket.burst)))
         self.on_page = on_page
         self.latency: float | None = None
         self.records = 0
@@ -182,7 +197,7 @@ class Scanner:
         self.latency = seconds if self.latency is None else min(self.latency, seconds)
         if self.fixed is None:
             rate = self.stripe.bucket.rate
-            self.target = max(2, min(MAX_WORKERS, math.ceil(rate * self.latency * 1.3) + 1))
+            self.target = max(2, min(MAX_WORKERS, math.ceil(rate * self.latency * CONCURRENCY_FACTOR) + 1))
 
     # paging -------------------------------------------------------------------------------------
     async def _fetch(self, w: Window) -> dict[str, Any]:
@@ -357,7 +372,7 @@ async def run_export(
         with open(out, "wb") as f:
             f.write(header)
         digest = hashlib.sha256(header)
-        windows = [Window(gte=gte, lt=lt)]
+        windows = initial_windows(gte, lt)
         count = 0
         state = ckpt.Checkpoint(fmt, gte, lt, len(header), 0, [w.state() for w in windows], mode=mode)
         ckpt.save(cpath, state)
@@ -442,5 +457,5 @@ async def run_export(
         created_lt=lt,
         resumed=resume,
         pages=scanner.pages,
-        windows=scanner.splits + 1,
+        windows=scanner.splits + len(windows),
     )
