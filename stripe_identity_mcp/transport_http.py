@@ -347,18 +347,22 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
     security = security_settings(options.host, port, options.allowed_hosts, options.allowed_origins)
 
     front = FrontApp(routes=[], table=table, security=security, process_settings=settings, on_ready=on_ready)
-    for caller, scoped in plans:
-        server = build_server(scoped, open_app_deps=front.opener(caller))
-        server.streamable_http_app(
-            json_response=options.json_response,
-            stateless_http=options.stateless,
-            max_request_body_size=MAX_BODY_BYTES,
-            session_idle_timeout=SESSION_IDLE_S,
-            max_sessions=MAX_SESSIONS_PER_TOKEN,
-            transport_security=security,
-            host=options.host,
-        )
-        front.add(TokenRoute(caller=caller, settings=scoped, server=server))
+    try:
+        for caller, scoped in plans:
+            server = build_server(scoped, open_app_deps=front.opener(caller))
+            server.streamable_http_app(
+                json_response=options.json_response,
+                stateless_http=options.stateless,
+                max_request_body_size=MAX_BODY_BYTES,
+                session_idle_timeout=SESSION_IDLE_S,
+                max_sessions=MAX_SESSIONS_PER_TOKEN,
+                transport_security=security,
+                host=options.host,
+            )
+            front.add(TokenRoute(caller=caller, settings=scoped, server=server))
+    except BaseException:
+        sock.close()
+        raise
 
     config = uvicorn.Config(
         front,
