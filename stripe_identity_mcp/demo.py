@@ -236,7 +236,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main_demo(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stripe-identity-mcp demo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="stripe-identity-mcp demo",
+        description="Start the sandbox and the server, drive a scripted support/offboarding conversation "
+        "through a real MCP client and print the transcript. Touches no real Stripe account.",
+    )
     parser.add_argument("--email", default="jane@acme.com", help="email for the support lookup (default jane@acme.com)")
     parser.add_argument("--raw", action="store_true", help="also print each tool's JSON result")
     parser.add_argument("--in-process", action="store_true", help="in-memory MCP client instead of a stdio subprocess")
