@@ -320,3 +320,67 @@ def test_small_load_run_has_zero_errors():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "errors         0" in proc.stdout
     assert "calls ok       15/15" in proc.stdout
+
+
+def test_live_writes_need_both_the_token_and_the_process(sandbox, tmp_path):
+    from stripe_identity_mcp.http_auth import TokenEntry
+    from stripe_identity_mcp.transport_http import scoped_settings
+
+    def entry(scope: str, live: bool) -> TokenEntry:
+        return TokenEntry(name="t", sha256="0" * 64, scope=scope, live_writes=live)  # type: ignore[arg-type]
+
+    live_ok = settings_for(sandbox, tmp_path, None, api_key="sk_live_sandbox", allow_live_writes=True)
+    live_off = settings_for(sandbox, tmp_path, None, api_key="sk_live_sandbox")
+    assert scoped_settings(live_ok, entry("writes", True)).writes_enabled
+    assert not scoped_settings(live_ok, entry("writes", False)).writes_enabled
+    assert not scoped_settings(live_off, entry("writes", True)).writes_enabled
+    assert not scoped_settings(live_ok, entry("read-only", True)).writes_enabled
+    assert live_ok.writes_enabled  # the process's own settings are not changed
+
+
+def test_cli_serves_http_with_the_embedded_sandbox(tmp_path):
+    import queue
+    import re
+    import threading
+
+    path = tmp_path / "tokens.toml"
+    tokens = make_tokens(path, ("cli-bot", "read-only"))
+    cmd = [sys.executable, "-m", "stripe_identity_mcp", "serve", "--transport", "http", "--sandbox", "--port", "0",
+           "--tokens-file", str(path), "--audit-log", str(tmp_path / "audit.jsonl")]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=subprocess_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stderr.readline, "")], daemon=True).start()  # type: ignore[union-attr]
+    try:
+        url = None
+        seen = []
+        for _ in range(60):  # bounded: at most 60 lines / 60 s
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                if proc.poll() is not None:
+                    break
+                continue
+            seen.append(line)
+            match = re.search(r"at (http://127\.0\.0\.1:\d+/mcp)", line)
+            if match:
+                url = match.group(1)
+                break
+        assert url, "\n".join(seen)
+        health = httpx.get(url.removesuffix("/mcp") + "/healthz", timeout=10)
+        denied = httpx.post(url, json=INIT, headers=MCP_HEADERS, timeout=10)
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                   "params": {"name": "get_customer", "arguments": {"customer_id": FIXED_IDS["jane"]}}}  # fmt: skip
+        headers = {**MCP_HEADERS, "Authorization": f"Bearer {tokens['cli-bot']}"}
+        opened = httpx.post(url, json=INIT, headers=headers, timeout=10)
+        session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-11-25"}
+        httpx.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**headers, **session}, timeout=10)
+        called = httpx.post(url, json=listing, headers={**headers, **session}, timeout=30)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert health.status_code == 200
+    assert denied.status_code == 401
+    assert opened.status_code == 200
+    assert called.status_code == 200 and "Jane Doe" in called.text
+    everything = "\n".join(seen) + out + err
+    assert tokens["cli-bot"] not in everything  # the bearer token never reaches a log
