@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp.shared.exceptions import MCPError
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
+from stripe_identity_mcp.toolsets import identity
+from stripe_identity_mcp.toolsets.identity import ID_SHAPES
 from tests.conftest import make_settings, mcp_client
 
-pytestmark = pytest.mark.anyio
 
 TEMPLATES = {"stripe://customers/{customer_id}", "stripe://team-members/{member_id}", "stripe://accounts/{account_id}"}
 
@@ -24,6 +27,7 @@ async def read_json(client, uri: str) -> dict:
     return json.loads(content.text)
 
 
+@pytest.mark.anyio
 async def test_three_templates_are_listed_as_json(sandbox, protocol_mode):
     async with mcp_client(make_settings(sandbox), mode=protocol_mode) as client:
         templates = (await client.list_resource_templates()).resource_templates
@@ -31,6 +35,7 @@ async def test_three_templates_are_listed_as_json(sandbox, protocol_mode):
     assert all(t.mime_type == "application/json" and t.description for t in templates)
 
 
+@pytest.mark.anyio
 async def test_without_scim_the_team_member_template_is_absent(sandbox):
     async with mcp_client(make_settings(sandbox, scim_token=None)) as client:
         templates = (await client.list_resource_templates()).resource_templates
@@ -39,6 +44,7 @@ async def test_without_scim_the_team_member_template_is_absent(sandbox):
     assert {t.uri_template for t in templates} == TEMPLATES - {"stripe://team-members/{member_id}"}
 
 
+@pytest.mark.anyio
 async def test_each_template_resolves_to_a_labelled_compact_record(sandbox, protocol_mode):
     async with mcp_client(make_settings(sandbox), mode=protocol_mode) as client:
         customer = await read_json(client, f"stripe://customers/{FIXED_IDS['jane']}")
@@ -52,6 +58,7 @@ async def test_each_template_resolves_to_a_labelled_compact_record(sandbox, prot
     assert account["concept"] == "connect_account" and account["business_name"] == "Acme Inc"
 
 
+@pytest.mark.anyio
 async def test_deleted_customer_is_flagged(sandbox):
     async with mcp_client(make_settings(sandbox)) as client:
         customer = await read_json(client, f"stripe://customers/{FIXED_IDS['lee_deleted']}")
@@ -77,6 +84,7 @@ async def test_deleted_customer_is_flagged(sandbox):
         "stripe://team-members/x_y",
     ],
 )
+@pytest.mark.anyio
 async def test_bad_ids_and_traversal_are_rejected_without_any_call(sandbox, uri):
     sbx = sandbox.app.state.sandbox
     async with mcp_client(make_settings(sandbox)) as client:
@@ -87,6 +95,7 @@ async def test_bad_ids_and_traversal_are_rejected_without_any_call(sandbox, uri)
     assert "sk_test_sandbox" not in str(caught.value)
 
 
+@pytest.mark.anyio
 async def test_unknown_ids_are_errors_with_stripe_details(sandbox):
     async with mcp_client(make_settings(sandbox)) as client:
         with pytest.raises(MCPError) as missing_customer:
@@ -97,6 +106,7 @@ async def test_unknown_ids_are_errors_with_stripe_details(sandbox):
     assert "404" in str(missing_member.value)
 
 
+@pytest.mark.anyio
 async def test_restricted_key_reading_an_account_names_the_permission(sandbox):
     async with mcp_client(make_settings(sandbox, api_key="rk_test_sandbox")) as client:
         with pytest.raises(MCPError) as caught:
@@ -104,3 +114,15 @@ async def test_restricted_key_reading_an_account_names_the_permission(sandbox):
         customer = await read_json(client, f"stripe://customers/{FIXED_IDS['jane']}")
     assert "Connect (Accounts): Read" in str(caught.value) and "rk_test_sandbox" not in str(caught.value)
     assert customer["id"] == FIXED_IDS["jane"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(sorted(ID_SHAPES)), value=st.text(max_size=40))
+def test_id_check_accepts_only_plain_ids(kind, value):
+    try:
+        identity._check_id(kind, value)
+    except MCPError as exc:
+        assert "invalid" in str(exc)
+    else:
+        assert ID_SHAPES[kind].fullmatch(value)
+        assert not any(bad in value for bad in ("/", "..", "%", "\\", "\0"))
