@@ -13,9 +13,10 @@ from stripe_identity_mcp.clients.errors import StripeIdentityError
 from stripe_identity_mcp.models.outputs import Compact
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import READ, deps, iso, tool_error
-from stripe_identity_mcp.toolsets.customers import Timestamp, to_unix
+from stripe_identity_mcp.toolsets.customers import to_unix
 
 TOOLSET = "export"
+Time = Annotated[int | str | None, Field(description="unix or ISO date")]
 PROGRESS_EVERY_S = 0.25
 
 
@@ -85,18 +86,17 @@ class _Throttle:
 def register(server: MCPServer, settings: Settings) -> None:
     @server.tool(annotations=READ)
     async def export_customers(
-        format: Annotated[Literal["jsonl", "csv"], Field(description="jsonl: raw objects; csv: flat columns")],
-        filename: Annotated[str, Field(min_length=1, max_length=255, description="file inside the export dir")],
+        format: Literal["jsonl", "csv"],
+        filename: Annotated[str, Field(min_length=1, max_length=255, description="in the export dir")],
         ctx: Context,
-        created_gte: Timestamp = None,
-        created_lt: Timestamp = None,
-        resume: Annotated[bool, Field(description="continue an interrupted export of this file")] = False,
-        overwrite: Annotated[bool, Field(description="replace an existing file")] = False,
+        created_gte: Time = None,
+        created_lt: Time = None,
+        resume: Annotated[bool, Field(description="continue an interrupted export")] = False,
+        overwrite: bool = False,
     ) -> ExportSummary:
-        """Export all Stripe customers (or a created range) to a JSONL/CSV file in the export directory.
+        """Export all Stripe customers (or a created range) to a JSONL/CSV file; resumable.
 
-        Fast (concurrent, at the rate limit), resumable, with progress. Reads only. Returns path,
-        count and sha256. Customers created after the export starts are not included.
+        Excludes customers created after the start.
         """
         from stripe_identity_mcp.export.engine import ExportError, run_export
         from stripe_identity_mcp.export.paths import PathRefused, confine
@@ -144,14 +144,13 @@ def register(server: MCPServer, settings: Settings) -> None:
     @server.tool(annotations=READ)
     async def find_duplicate_customers(
         ctx: Context,
-        created_gte: Timestamp = None,
-        created_lt: Timestamp = None,
+        created_gte: Time = None,
+        created_lt: Time = None,
         max_groups: Annotated[int, Field(ge=1, le=500)] = 50,
     ) -> DuplicateReport:
-        """Find Stripe customers sharing an email (case/space-insensitive) across all customers or a range.
+        """Group Stripe customers sharing an email (case-insensitive) to pick which to keep.
 
-        Each group lists ids, created dates, active subscriptions and default payment method, to
-        decide which record to keep. Scans every customer: slow on big accounts; progress reported.
+        Scans every customer in the range; shows subscriptions and payment method.
         """
         from stripe_identity_mcp.export.duplicates import find_duplicates
         from stripe_identity_mcp.export.engine import ExportError

@@ -79,13 +79,14 @@ async def test_export_gives_up_cleanly_and_resumes(sandbox_factory: Any, tmp_pat
     """Retries exhausted: a ToolError (no traceback) that says how to resume; the resume completes."""
     with sandbox_factory(customers=500) as sb:
         settings = make_settings(sb, export_dir=tmp_path, max_retries=1)
-        add_faults(sb, {"kind": "500", "method": "GET", "path": "/v1/customers", "count": 2})
+        add_faults(sb, {"kind": "500", "method": "GET", "path": "/v1/customers", "count": 50})
         async with mcp_client(settings) as client:
             r = await client.call_tool("export_customers", {"format": "jsonl", "filename": "g.jsonl"})
             assert r.is_error
             text = r.content[0].text
             assert "resume=true" in text and "status=500" in text and "Traceback" not in text
             assert checkpoint_path((tmp_path / "g.jsonl").resolve()).exists()
+            httpx.delete(f"{sb.base_url}/_sandbox/faults", timeout=10).raise_for_status()  # Stripe recovers
             r = await client.call_tool("export_customers", {"format": "jsonl", "filename": "g.jsonl", "resume": True})
         assert not r.is_error, r.content[0].text
         assert r.structured_content["resumed"] is True
