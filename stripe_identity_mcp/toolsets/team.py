@@ -63,8 +63,9 @@ REMOVED_NOTE = (
 DELETED_NOTE = "Dashboard access is revoked immediately; provisioning the email again creates a new member."
 SCAN_PAGES = 20  # active-filter scans read at most 2 000 members
 
-MemberId = Annotated[str | None, Field(min_length=1, max_length=255, description="SCIM id")]
-MemberEmail = Annotated[str | None, Field(max_length=512, pattern=r"^[^@\s]+@[^@\s]+$")]
+EMAIL_PATTERN = r"^\S+@\S+$"
+MemberId = Annotated[str | None, Field(max_length=255)]  # SCIM id; empty ids are refused by path_segment
+MemberEmail = Annotated[str | None, Field(max_length=512, pattern=EMAIL_PATTERN)]
 Name = Annotated[str | None, Field(max_length=255)]
 Confirm = Annotated[str | None, Field(max_length=512, description="member's email or id")]
 
@@ -230,7 +231,7 @@ def register(server: MCPServer, settings: Settings) -> None:
 def register_writes(server: MCPServer) -> None:
     @server.tool(annotations=WRITE)
     async def provision_team_member(
-        email: Annotated[str, Field(max_length=512, pattern=r"^[^@\s]+@[^@\s]+$")],
+        email: Annotated[str, Field(max_length=512, pattern=EMAIL_PATTERN)],
         ctx: Context,
         given_name: Name = None,
         family_name: Name = None,

@@ -181,6 +181,8 @@ async def test_unknown_member_is_a_clear_404(sandbox):
     async with mcp_client(make_settings(sandbox)) as client:
         by_id = await client.call_tool("get_team_member", {"member_id": "no-such-member"})
         by_email = await client.call_tool("get_team_member", {"email": "ghost@example.com"})
+        empty = await client.call_tool("get_team_member", {"member_id": " "})
+    assert empty.is_error and "member_id must not be empty" in empty.content[0].text
     assert by_id.is_error and "no team member with id no-such-member" in by_id.content[0].text
     assert "status=404" in by_id.content[0].text
     assert by_email.is_error and "no team member with email ghost@example.com" in by_email.content[0].text
