@@ -16,6 +16,7 @@ Retries and writes. Connection errors, 429 and 5xx are retried for every method.
 
 from __future__ import annotations
 
+import json
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +40,8 @@ _attempts: ContextVar[list[int] | None] = ContextVar("scim_attempts", default=No
 
 
 def filter_value(value: str) -> str:
-    """Quote a value for a SCIM filter (RFC 7644 §3.4.2.2: a JSON string)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Quote a value for a SCIM filter (RFC 7644 §3.4.2.2: a JSON string: `"` and `\\` escaped, controls too)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 class ScimClient(HttpApi):

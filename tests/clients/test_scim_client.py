@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stripe_identity_mcp.clients.errors import AuthenticationError, BadRequestError, ConflictError, NotFoundError
 from stripe_identity_mcp.clients.scim import SCIM_JSON, SCIM_RATE, ScimClient, filter_value
@@ -89,6 +91,13 @@ def test_filter_values_are_quoted_and_escaped():
     assert filter_value("jane@acme.com") == '"jane@acme.com"'
     assert filter_value('a"b\\c@x.com') == '"a\\"b\\\\c@x.com"'
     assert json.loads(filter_value('a"b\\c@x.com')) == 'a"b\\c@x.com'  # a SCIM filter value is a JSON string
+
+
+@given(st.text(max_size=60))
+def test_any_filter_value_round_trips_as_one_json_string(value):
+    quoted = filter_value(value)
+    assert json.loads(quoted) == value
+    assert '"' not in quoted[1:-1].replace('\\\\', "").replace('\\"', "")  # no unescaped quote inside
 
 
 async def test_find_by_email_exact_case_insensitive_escaped_or_none(sandbox):
