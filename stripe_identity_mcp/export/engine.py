@@ -10,16 +10,16 @@ each paged with its own cursor by a pool of workers. Every request goes through
 backoff and bucket penalty, 5xx, connection resets), so the export runs at the ceiling and backs off
 when Stripe pushes back.
 
-Windows are split adaptively, never blindly: the first page of the whole range tells the newest
-customers and a density; an idle worker then splits the window with the largest *estimated*
-remaining count (density seen so far × remaining span) at the time midpoint of what is left. Windows
-without a first page yet are never split, so an empty region costs one request (e.g. the years
-between Stripe's launch — the default lower bound, 2010-01-01 — and the account's first customer are
-found empty in about log2(years / data span) requests). A window whose page is in flight can be
-split too: the part of the returned page below the new lower bound belongs to the new window and is
-dropped, and the old window is finished. Windows are disjoint and each is paged exactly once in
-Stripe's stable order, so no record is seen twice and none is skipped; nothing needs de-duplicating
-in memory.
+Windows are split adaptively, never blindly: the range starts as geometric windows back from the
+cut-off (1, 8, 64, 512 days, then the rest down to the lower bound — by default Stripe's launch,
+2010-01-01), paged at once within the client's burst. An idle worker then splits the window with the
+largest *estimated* remaining count (its density so far × remaining span, at least three pages) at
+the time midpoint of what is left. Windows without a first page are never split, so an empty region
+costs one request (the years between 2010 and the account's first customer are found empty in
+about log2(years / data span) requests). A window whose page is in flight can be split too: the part
+of the returned page below the new lower bound belongs to the new window and is dropped, and the old
+window is finished. Windows are disjoint and each is paged exactly once in Stripe's stable order, so
+no record is seen twice and none is skipped; nothing needs de-duplicating in memory.
 
 Worker count: `rate × latency × 1.2 + 1` (latency = fastest observed list call), 2 … 32, unless given.
 
