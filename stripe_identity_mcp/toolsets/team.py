@@ -66,7 +66,7 @@ SCAN_PAGES = 20  # active-filter scans read at most 2 000 members
 EMAIL_PATTERN = r"^\S+@\S+$"
 MemberId = Annotated[str | None, Field(max_length=255)]  # SCIM id; empty ids are refused by path_segment
 MemberEmail = Annotated[str | None, Field(max_length=512, pattern=EMAIL_PATTERN)]
-Name = Annotated[str | None, Field(max_length=255)]
+Name = str | None
 Confirm = Annotated[str | None, Field(max_length=512, description="member's email or id")]
 
 
@@ -236,7 +236,7 @@ def register_writes(server: MCPServer) -> None:
         given_name: Name = None,
         family_name: Name = None,
         display_name: Name = None,
-        role: Annotated[str | None, Field(max_length=255, description="refused (SAML assigns roles)")] = None,
+        role: Annotated[str | None, Field(max_length=255, description="refused: SAML sets roles")] = None,
     ) -> TeamMemberResult:
         """Provision a Dashboard team member (SCIM user)."""
         app = deps(ctx)
@@ -301,7 +301,7 @@ def register_writes(server: MCPServer) -> None:
         email: MemberEmail = None,
         confirm: Confirm = None,
     ) -> TeamMemberRemoval:
-        """Deactivate a Dashboard team member (by member_id or email). API keys stay valid."""
+        """Deactivate a Dashboard team member (member_id or email); API keys stay valid."""
         return await remove(ctx, gate, "deactivated", member_id, email, confirm)
 
     @server.tool(annotations=DESTRUCTIVE)
@@ -312,5 +312,5 @@ def register_writes(server: MCPServer) -> None:
         email: MemberEmail = None,
         confirm: Confirm = None,
     ) -> TeamMemberRemoval:
-        """Delete a Dashboard team member (by member_id or email). API keys stay valid."""
+        """Delete a Dashboard team member (member_id or email); API keys stay valid."""
         return await remove(ctx, gate, "deleted", member_id, email, confirm)
