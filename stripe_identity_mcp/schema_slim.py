@@ -20,6 +20,8 @@ def slim(schema: Any) -> Any:
     for key, value in schema.items():
         if key == "title" and isinstance(value, str):
             continue
+        if key == "maxLength" and isinstance(value, int) and value >= 200:
+            continue  # generous sanity caps: still enforced by validation, not worth the model's tokens
         if key in ("properties", "$defs") and isinstance(value, dict):
             out[key] = {name: slim(sub) for name, sub in value.items()}
         else:

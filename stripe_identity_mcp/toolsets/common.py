@@ -32,7 +32,7 @@ WRITE_IDEMPOTENT = ToolAnnotations(
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 
 CustomerId = Annotated[
-    str, Field(pattern=r"^cus_[A-Za-z0-9]+$", max_length=255, description="Stripe customer id (cus_…)")
+    str, Field(pattern=r"^cus_[A-Za-z0-9]+$", max_length=255, description="Stripe customer id")
 ]
 Email = Annotated[
     str,
@@ -40,7 +40,7 @@ Email = Annotated[
         min_length=3,
         max_length=512,
         pattern=r"^[^@\s]+@[^@\s]+$",
-        description="Email address (exact; Stripe compares case-sensitively)",
+        description="exact email (Stripe compares case-sensitively)",
     ),
 ]
 

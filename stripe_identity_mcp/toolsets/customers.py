@@ -24,12 +24,9 @@ MAX_SEARCH_PAGES = 5
 LIST_EXPAND = ["data.subscriptions", "data.invoice_settings.default_payment_method"]
 SEARCH_LAG = "search lags by up to a minute: customers created or changed very recently may be missing"
 
-Detail = Annotated[Literal["compact", "full"], Field(description="full adds phone, description, address, balance")]
-Cursor = Annotated[str | None, Field(pattern=r"^cus_[A-Za-z0-9]+$", description="customer id cursor")]
-Timestamp = Annotated[
-    int | str | None,
-    Field(description="unix seconds or ISO 8601 date/time (UTC if no zone), e.g. 2026-01-31"),
-]
+Detail = Annotated[Literal["compact", "full"], Field(description="full adds phone, address, balance…")]
+Cursor = Annotated[str | None, Field(pattern=r"^cus_[A-Za-z0-9]+$")]
+Timestamp = Annotated[int | str | None, Field(description="unix seconds or ISO 8601 (UTC)")]
 
 
 def to_unix(value: int | str | None, name: str) -> int | None:
@@ -114,13 +111,13 @@ def register(server: MCPServer, settings: Settings) -> None:
         email: Email,
         ctx: Context,
         include_case_variants: Annotated[
-            bool, Field(description="also search for the same email in other letter case")
+            bool, Field(description="also find other-case spellings (via search)")
         ] = True,
     ) -> EmailLookup:
         """Find every Stripe customer (billing record) with this email, flagging duplicates.
 
-        Use for "who is jane@acme.com / is she billed twice". Customers only: team members and
-        Connect accounts are other tools (resolve_identity covers all three).
+        For "who is jane@acme.com, is she billed twice". Customers only; resolve_identity covers
+        team members and Connect accounts too.
         """
         app = deps(ctx)
         with tool_errors(app):
@@ -149,17 +146,17 @@ def register(server: MCPServer, settings: Settings) -> None:
     @server.tool(annotations=READ)
     async def list_customers(
         ctx: Context,
-        limit: Annotated[int, Field(ge=1, le=100, description="page size, 1-100")] = 10,
+        limit: Annotated[int, Field(ge=1, le=100)] = 10,
         starting_after: Cursor = None,
         ending_before: Cursor = None,
         created_gte: Timestamp = None,
         created_lte: Timestamp = None,
-        email: Annotated[str | None, Field(max_length=512, description="exact, case-sensitive email")] = None,
+        email: Annotated[str | None, Field(max_length=512, description="exact, case-sensitive")] = None,
         detail: Detail = "compact",
     ) -> CustomerPage:
-        """List one page of Stripe customers, newest first; follow next_cursor for more.
+        """List one page of Stripe customers, newest first; pass next_cursor as starting_after for more.
 
-        For a lookup by email prefer find_customers_by_email; for everything use export_customers.
+        Lookup by email: find_customers_by_email; everything: export_customers.
         """
         if starting_after and ending_before:
             raise ToolError("give starting_after or ending_before, not both")
@@ -191,19 +188,19 @@ def register(server: MCPServer, settings: Settings) -> None:
             str | None,
             Field(
                 max_length=5000,
-                description="Stripe search syntax, e.g. email:'a@b.com' AND metadata['plan']:'pro'; "
-                "fields: email name phone created metadata; ops : ~ > <",
+                description="Stripe search syntax: email:'a@b.com' AND metadata['plan']:'pro'; "
+                "fields email name phone created metadata",
             ),
         ] = None,
         name_contains: Annotated[str | None, Field(min_length=3, max_length=200)] = None,
         metadata_key: Annotated[str | None, Field(max_length=40)] = None,
         metadata_value: Annotated[str | None, Field(max_length=500)] = None,
         limit: Annotated[int, Field(ge=1, le=100)] = 10,
-        page: Annotated[str | None, Field(max_length=1000, description="next_page from the previous call")] = None,
+        page: Annotated[str | None, Field(max_length=1000, description="previous next_page")] = None,
     ) -> CustomerPage:
-        """Search Stripe customers with Stripe's query language or simple fields (values are escaped).
+        """Search Stripe customers by query language or by simple fields (escaped for you).
 
-        Search lags writes by up to a minute; for an exact email use find_customers_by_email.
+        Lags writes by up to a minute; exact email: find_customers_by_email.
         """
         clauses = []
         try:
