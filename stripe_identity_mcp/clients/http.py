@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import random
@@ -148,6 +149,29 @@ class HttpApi:
         self.max_retries = max_retries
         self.deadline_s = deadline_s
         self.stats = Stats()
+        # What the last response said, per task: concurrent tool calls share this client, and each
+        # must read back its own request id (for the audit log) and its own replay flag.
+        self._last: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar(
+            f"last_response_{id(self)}", default=(None, False)
+        )
+
+    @property
+    def last_request_id(self) -> str | None:
+        """`Request-Id` of the last response seen by the current task."""
+        return self._last.get()[0]
+
+    @last_request_id.setter
+    def last_request_id(self, value: str | None) -> None:
+        self._last.set((value, self._last.get()[1]))
+
+    @property
+    def last_replayed(self) -> bool:
+        """Whether the current task's last response carried `Idempotent-Replayed: true`."""
+        return self._last.get()[1]
+
+    @last_replayed.setter
+    def last_replayed(self, value: bool) -> None:
+        self._last.set((self._last.get()[0], value))
 
     def _should_retry(self, response: httpx.Response) -> tuple[bool, float | None]:
         should = response.headers.get("stripe-should-retry")

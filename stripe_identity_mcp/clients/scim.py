@@ -71,7 +71,6 @@ class ScimClient(HttpApi):
             max_retries=max_retries,
             deadline_s=deadline_s,
         )
-        self.last_request_id: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, http: httpx.AsyncClient) -> ScimClient:

@@ -101,8 +101,6 @@ class StripeClient(HttpApi):
             max_retries=max_retries,
             deadline_s=deadline_s,
         )
-        self.last_request_id: str | None = None
-        self.last_replayed: bool = False  # last response carried `Idempotent-Replayed: true`
 
     async def call(
         self,

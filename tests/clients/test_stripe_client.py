@@ -190,3 +190,31 @@ def test_rate_limit_headers_tighten_the_bucket():
     snap = bucket.snapshot()
     assert snap["rate_per_s"] == 25 and snap["server_remaining"] == 1 and snap["tokens_now"] == 0
 
+
+
+async def test_last_request_id_is_per_task_when_calls_interleave(empty_sandbox):
+    import anyio
+
+    async with httpx.AsyncClient() as http:
+        stripe = client(http, empty_sandbox)
+        a_done, b_done = anyio.Event(), anyio.Event()
+        seen: dict[str, tuple[str | None, str | None]] = {}
+
+        async def task_a() -> None:
+            await stripe.call("POST", "/v1/customers", {"email": "a@example.com"})
+            first = stripe.last_request_id
+            a_done.set()
+            await b_done.wait()  # B's call lands in between
+            seen["a"] = (first, stripe.last_request_id)
+
+        async def task_b() -> None:
+            await a_done.wait()
+            await stripe.call("POST", "/v1/customers", {"email": "b@example.com"})
+            seen["b"] = (stripe.last_request_id, None)
+            b_done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(task_a)
+            tg.start_soon(task_b)
+    assert seen["a"][0] and seen["a"][0] == seen["a"][1]
+    assert seen["b"][0] and seen["b"][0] != seen["a"][0]
