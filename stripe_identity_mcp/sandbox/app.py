@@ -20,7 +20,7 @@ import string
 import time
 from collections import Counter
 from dataclasses import asdict
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import anyio
 from starlette.applications import Starlette
@@ -30,7 +30,7 @@ from starlette.routing import Mount, Route
 
 from .config import SandboxConfig
 from .faults import FaultInjector, FaultRule, RateLimiter
-from .forms import StripeError, bad_param, missing, parse_form, unknown
+from .forms import StripeError, missing, parse_form, unknown
 from .search import decode_page, encode_page, parse_query, search_view, snapshot
 from .seed import SHARED_PEOPLE, seed_all
 from .store import CARD_TABLE, ModeStore, created_bounds, page_indices, paginate_records, rand_id
@@ -293,7 +293,7 @@ def _apply_customer_fields(ctx: Ctx, rec: dict[str, Any], p: dict[str, Any], cre
     if "tax_exempt" in p:
         te = p["tax_exempt"]
         if te not in ("", "none", "exempt", "reverse"):
-            raise StripeError(400, f"Invalid tax_exempt: must be one of none, exempt, or reverse", code="parameter_invalid", param="tax_exempt")
+            raise StripeError(400, "Invalid tax_exempt: must be one of none, exempt, or reverse", code="parameter_invalid", param="tax_exempt")
         changes["tax_exempt"] = te or "none"
     new_default: Any = ...
     if "invoice_settings" in p:
@@ -608,7 +608,7 @@ def subs_list(ctx: Ctx, _: dict[str, str]) -> tuple[int, dict[str, Any]]:
     st = ctx.store
     status = ctx.params.get("status")
     if status is not None and status not in ("active", "all", "canceled", "ended", "incomplete", "incomplete_expired", "past_due", "paused", "trialing", "unpaid"):
-        raise StripeError(400, f"Invalid status: must be one of active, all, canceled, ended, incomplete, incomplete_expired, past_due, paused, trialing, or unpaid", code="parameter_invalid", param="status")
+        raise StripeError(400, "Invalid status: must be one of active, all, canceled, ended, incomplete, incomplete_expired, past_due, paused, trialing, or unpaid", code="parameter_invalid", param="status")
     if ctx.params.get("customer"):
         cid = ctx.str_param("customer", ctx.params["customer"])
         subs = [st.subs[s] for s in st.cus_subs.get(cid, [])]
@@ -642,7 +642,7 @@ def subs_cancel(ctx: Ctx, m: dict[str, str]) -> tuple[int, dict[str, Any]]:
     if sub is None:
         raise ctx.no_such("subscription", m["id"], exists_other=m["id"] in ctx.other.subs)
     if sub["status"] == "canceled":
-        raise StripeError(400, f"A canceled subscription can only update its cancellation_details and metadata.", code="resource_missing" if False else None)
+        raise StripeError(400, "A canceled subscription can only update its cancellation_details and metadata.", code="resource_missing" if False else None)
     sub["status"] = "canceled"
     sub["canceled_at"] = now_ts()
     return 200, ctx.store.render_sub(sub)
@@ -941,11 +941,9 @@ class Sandbox:
 
         handler = None
         match = None
-        path_known = False
         for m_, rx, h in ROUTES:
             mm = rx.match(path)
             if mm:
-                path_known = True
                 if m_ == method:
                     handler, match = h, mm
                     break

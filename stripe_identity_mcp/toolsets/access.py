@@ -14,9 +14,9 @@ TOOLSET = "access"
 def register(server: MCPServer, settings: Settings) -> None:
     @server.tool(annotations=READ)
     async def describe_access(ctx: Context) -> AccessReport:
-        """Report mode (test/live), key kind, enabled toolsets, whether writes are on, SCIM and rate budget.
+        """Report mode (test/live), key kind, toolsets, whether writes are on, SCIM, rate budget.
 
-        Call first when unsure what this server may do. Never reveals keys.
+        Call first when unsure what this server may do.
         """
         app = deps(ctx)
         s = app.settings

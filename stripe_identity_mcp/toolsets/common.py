@@ -117,3 +117,39 @@ def tool_errors(app: AppDeps) -> Iterator[None]:
 
 def drop_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+Timestamp = Annotated[int | str | None, Field(description="unix or ISO 8601 date")]
+
+
+def to_unix(value: int | str | None, name: str) -> int | None:
+    """Unix seconds from an int, a digit string or an ISO 8601 date/time (UTC when no zone is given)."""
+    if value is None or isinstance(value, int):
+        return value
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ToolError(f"{name}: {value!r} is neither unix seconds nor an ISO 8601 date") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+def page_args(
+    starting_after: str | None, ending_before: str | None, created_gte: int | str | None, created_lte: int | str | None
+) -> dict[str, Any]:
+    """Stripe list parameters for one page (cursor + created range), validated."""
+    if starting_after and ending_before:
+        raise ToolError("give starting_after or ending_before, not both")
+    created = drop_none({"gte": to_unix(created_gte, "created_gte"), "lte": to_unix(created_lte, "created_lte")})
+    return {"starting_after": starting_after, "ending_before": ending_before, "created": created or None}
+
+
+def next_cursor(data: list[Any], has_more: bool, backwards: bool) -> str | None:
+    """The id to pass for the next page: the last one, or the first when paging with ending_before."""
+    if not has_more or not data:
+        return None
+    return str(data[0].id if backwards else data[-1].id)

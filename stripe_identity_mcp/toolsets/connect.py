@@ -5,20 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from stripe_identity_mcp.models.identity import AccountPage, ConnectAccountSummary, summarize_account
 from stripe_identity_mcp.settings import Settings
-from stripe_identity_mcp.toolsets.common import READ, deps, drop_none, tool_errors
-from stripe_identity_mcp.toolsets.customers import to_unix
+from stripe_identity_mcp.toolsets.common import READ, Timestamp, deps, next_cursor, page_args, tool_errors
 
 TOOLSET = "connect"
 
 ACCOUNT_ID = r"^acct_[A-Za-z0-9]+$"
 AccountId = Annotated[str, Field(pattern=ACCOUNT_ID, max_length=255)]
 Cursor = Annotated[str | None, Field(pattern=ACCOUNT_ID, max_length=255)]
-Created = Annotated[int | str | None, Field(description="unix or ISO date")]
 
 
 def register(server: MCPServer, settings: Settings) -> None:
@@ -28,26 +25,19 @@ def register(server: MCPServer, settings: Settings) -> None:
         limit: Annotated[int, Field(ge=1, le=100)] = 10,
         starting_after: Cursor = None,
         ending_before: Cursor = None,
-        created_gte: Created = None,
-        created_lte: Created = None,
+        created_gte: Timestamp = None,
+        created_lte: Timestamp = None,
     ) -> AccountPage:
         """List Connect accounts (businesses on the platform; not customers or team members), newest first."""
-        if starting_after and ending_before:
-            raise ToolError("give starting_after or ending_before, not both")
-        created = drop_none({"gte": to_unix(created_gte, "created_gte"), "lte": to_unix(created_lte, "created_lte")})
+        params = page_args(starting_after, ending_before, created_gte, created_lte)
         app = deps(ctx)
         with tool_errors(app):
-            page = await app.stripe.list_accounts(
-                limit=limit, starting_after=starting_after, ending_before=ending_before, created=created or None
-            )
-        cursor = None
-        if page.has_more and page.data:
-            cursor = page.data[0].id if ending_before else page.data[-1].id
+            page = await app.stripe.list_accounts(limit=limit, **params)
         return AccountPage(
             mode=app.mode_label,
             accounts=[summarize_account(a) for a in page.data],
             has_more=page.has_more,
-            next_cursor=cursor,
+            next_cursor=next_cursor(page.data, page.has_more, backwards=bool(ending_before)),
         )
 
     @server.tool(annotations=READ)

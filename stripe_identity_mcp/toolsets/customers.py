@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -15,7 +14,16 @@ from stripe_identity_mcp.models.outputs import CaseVariant, CustomerPage, Custom
 from stripe_identity_mcp.models.stripe import Customer
 from stripe_identity_mcp.search_query import QueryError, clause, validate
 from stripe_identity_mcp.settings import Settings
-from stripe_identity_mcp.toolsets.common import READ, CustomerId, Email, deps, drop_none, tool_errors
+from stripe_identity_mcp.toolsets.common import (
+    READ,
+    CustomerId,
+    Email,
+    Timestamp,
+    deps,
+    next_cursor,
+    page_args,
+    tool_errors,
+)
 
 TOOLSET = "customers"
 
@@ -24,24 +32,8 @@ MAX_SEARCH_PAGES = 5
 LIST_EXPAND = ["data.subscriptions", "data.invoice_settings.default_payment_method"]
 SEARCH_LAG = "search lags by up to a minute: customers created or changed very recently may be missing"
 
-Detail = Annotated[Literal["compact", "full"], Field(description="full adds phone, address, balance…")]
+Detail = Annotated[Literal["compact", "full"], Field(description="full adds phone, address, balance")]
 Cursor = Annotated[str | None, Field(pattern=r"^cus_[A-Za-z0-9]+$")]
-Timestamp = Annotated[int | str | None, Field(description="unix seconds or ISO 8601 (UTC)")]
-
-
-def to_unix(value: int | str | None, name: str) -> int | None:
-    if value is None or isinstance(value, int):
-        return value
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ToolError(f"{name}: {value!r} is neither unix seconds nor an ISO 8601 date") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
 
 
 async def exact_email_matches(stripe: StripeClient, email: str, expand: list[str]) -> tuple[list[Customer], bool]:
@@ -158,27 +150,15 @@ def register(server: MCPServer, settings: Settings) -> None:
 
         Lookup by email: find_customers_by_email; everything: export_customers.
         """
-        if starting_after and ending_before:
-            raise ToolError("give starting_after or ending_before, not both")
-        created = drop_none({"gte": to_unix(created_gte, "created_gte"), "lte": to_unix(created_lte, "created_lte")})
+        params = page_args(starting_after, ending_before, created_gte, created_lte)
         app = deps(ctx)
         with tool_errors(app):
-            page = await app.stripe.list_customers(
-                limit=limit,
-                starting_after=starting_after,
-                ending_before=ending_before,
-                created=created or None,
-                email=email,
-                expand=LIST_EXPAND,
-            )
-        cursor = None
-        if page.has_more and page.data:
-            cursor = page.data[0].id if ending_before else page.data[-1].id
+            page = await app.stripe.list_customers(limit=limit, email=email, expand=LIST_EXPAND, **params)
         return CustomerPage(
             mode=app.mode_label,
             customers=[summarize(c, detail) for c in page.data],
             has_more=page.has_more,
-            next_cursor=cursor,
+            next_cursor=next_cursor(page.data, page.has_more, backwards=bool(ending_before)),
         )
 
     @server.tool(annotations=READ)

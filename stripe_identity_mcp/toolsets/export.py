@@ -12,11 +12,9 @@ from pydantic import Field
 from stripe_identity_mcp.clients.errors import StripeIdentityError
 from stripe_identity_mcp.models.outputs import Compact
 from stripe_identity_mcp.settings import Settings
-from stripe_identity_mcp.toolsets.common import READ, deps, iso, tool_error
-from stripe_identity_mcp.toolsets.customers import to_unix
+from stripe_identity_mcp.toolsets.common import READ, Timestamp, deps, iso, to_unix, tool_error
 
 TOOLSET = "export"
-Time = Annotated[int | str | None, Field(description="unix or ISO date")]
 PROGRESS_EVERY_S = 0.25
 
 
@@ -89,8 +87,8 @@ def register(server: MCPServer, settings: Settings) -> None:
         format: Literal["jsonl", "csv"],
         filename: Annotated[str, Field(min_length=1, max_length=255, description="in the export dir")],
         ctx: Context,
-        created_gte: Time = None,
-        created_lt: Time = None,
+        created_gte: Timestamp = None,
+        created_lt: Timestamp = None,
         resume: Annotated[bool, Field(description="continue an interrupted export")] = False,
         overwrite: bool = False,
     ) -> ExportSummary:
@@ -144,8 +142,8 @@ def register(server: MCPServer, settings: Settings) -> None:
     @server.tool(annotations=READ)
     async def find_duplicate_customers(
         ctx: Context,
-        created_gte: Time = None,
-        created_lt: Time = None,
+        created_gte: Timestamp = None,
+        created_lt: Timestamp = None,
         max_groups: Annotated[int, Field(ge=1, le=500)] = 50,
     ) -> DuplicateReport:
         """Group Stripe customers sharing an email (case-insensitive) to pick which to keep.

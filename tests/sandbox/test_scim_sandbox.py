@@ -96,7 +96,7 @@ def assert_error(r: httpx.Response, status: int, scim_type: str | None = None) -
 def test_missing_token_is_401_scim_error() -> None:
     with serve_scim() as (_, base):
         r = httpx.get(base + "/Users")
-        body = assert_error(r, 401)
+        assert_error(r, 401)
         assert r.headers["www-authenticate"].lower().startswith("bearer")
         assert "scim_sandbox" not in r.text
 

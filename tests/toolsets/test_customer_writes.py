@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
-from tests.conftest import SANDBOX_KEY, make_settings, mcp_client
+from tests.conftest import make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
 
