@@ -7,9 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from stripe_identity_mcp.clients.http import TokenBucket
+from stripe_identity_mcp.clients.http import LazyHttpClient, TokenBucket
 from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.settings import Settings
 
@@ -29,11 +27,7 @@ class AppDeps:
         return "sandbox " + self.settings.mode if self.settings.sandbox else self.settings.mode
 
 
-def http_timeout(settings: Settings) -> httpx.Timeout:
-    return httpx.Timeout(settings.timeout_s, connect=min(5.0, settings.timeout_s))
-
-
-def make_stripe(settings: Settings, http: httpx.AsyncClient) -> StripeClient:
+def make_stripe(settings: Settings, http: LazyHttpClient) -> StripeClient:
     rate = settings.rate
     return StripeClient(
         http,
@@ -48,7 +42,7 @@ def make_stripe(settings: Settings, http: httpx.AsyncClient) -> StripeClient:
     )
 
 
-def make_scim(settings: Settings, http: httpx.AsyncClient) -> ScimClient | None:
+def make_scim(settings: Settings, http: LazyHttpClient) -> ScimClient | None:
     if not settings.scim_configured:
         return None
     from stripe_identity_mcp.clients.scim import ScimClient
@@ -58,6 +52,8 @@ def make_scim(settings: Settings, http: httpx.AsyncClient) -> ScimClient | None:
 
 @asynccontextmanager
 async def open_deps(settings: Settings) -> AsyncIterator[AppDeps]:
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-    async with httpx.AsyncClient(timeout=http_timeout(settings), limits=limits) as http:
+    http = LazyHttpClient(timeout_s=settings.timeout_s)
+    try:
         yield AppDeps(settings=settings, stripe=make_stripe(settings, http), scim=make_scim(settings, http))
+    finally:
+        await http.aclose()

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-)
 
 from stripe_identity_mcp.clients.errors import (
     ApiConnectionError,
@@ -31,6 +23,10 @@ from stripe_identity_mcp.clients.errors import (
     parse_error_body,
     redact,
 )
+
+if TYPE_CHECKING:  # httpx and tenacity load on the first request, not at server start-up
+    import httpx
+    from tenacity import RetryCallState
 
 log = logging.getLogger("stripe_identity_mcp.http")
 
@@ -71,7 +67,7 @@ class TokenBucket:
         self._refill()
         self._tokens = min(self._tokens, -seconds * self.rate)
 
-    def observe(self, headers: httpx.Headers) -> None:
+    def observe(self, headers: Mapping[str, str]) -> None:
         try:
             limit = headers.get("stripe-ratelimit-limit")
             remaining = headers.get("stripe-ratelimit-remaining")
@@ -123,6 +119,36 @@ def _wait(state: RetryCallState) -> float:
     return wait
 
 
+class LazyHttpClient:
+    """One shared `httpx.AsyncClient`, made on first use.
+
+    Importing httpx and building its TLS context costs tens of milliseconds; a stdio server should
+    answer `initialize` and `tools/list` without paying that before the first real call.
+    """
+
+    def __init__(self, timeout_s: float = 20.0, max_connections: int = 64) -> None:
+        self.timeout_s = timeout_s
+        self.max_connections = max_connections
+        self._client: httpx.AsyncClient | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout_s, connect=min(5.0, self.timeout_s)),
+                limits=httpx.Limits(
+                    max_connections=self.max_connections, max_keepalive_connections=self.max_connections // 2
+                ),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
 class HttpApi:
     """A paced, retrying JSON-over-HTTP caller. Subclasses define auth headers and body encoding."""
 
@@ -130,7 +156,7 @@ class HttpApi:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: httpx.AsyncClient | LazyHttpClient,
         *,
         base_url: str,
         headers: dict[str, str],
@@ -205,12 +231,18 @@ class HttpApi:
             body = None
         return parse_error_body(response.status_code, body, response.headers.get("request-id"), self.secrets)
 
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self.http.get() if isinstance(self.http, LazyHttpClient) else self.http
+
     async def _once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         bucket = self.bucket if method == "GET" else self.write_bucket
         await bucket.acquire()
         self.stats.requests += 1
         try:
-            response = await self.http.request(method, url, **kwargs)
+            response = await self.client.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
             raise _Retryable(ApiTimeoutError(f"{self.service} timed out on {method} {self._path(url)}")) from exc
         except httpx.TransportError as exc:
@@ -236,6 +268,8 @@ class HttpApi:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send with pacing and retries; raise a typed StripeIdentityError on failure."""
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
+
         url = self.base_url + path
         attempts = 0
         started = time.monotonic()
@@ -275,7 +309,7 @@ class HttpApi:
             return None
         try:
             return response.json()
-        except (ValueError, json.JSONDecodeError) as exc:
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
             raise ApiConnectionError(
                 f"unexpected non-JSON answer (HTTP {response.status_code}, {response.headers.get('content-type')})"
             ) from exc

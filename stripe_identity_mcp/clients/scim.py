@@ -20,15 +20,15 @@ import json
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from stripe_identity_mcp import __version__
 from stripe_identity_mcp.clients.errors import ConflictError, NotFoundError
-from stripe_identity_mcp.clients.http import HttpApi, TokenBucket
+from stripe_identity_mcp.clients.http import HttpApi, LazyHttpClient, TokenBucket
 from stripe_identity_mcp.clients.stripe import path_segment
 from stripe_identity_mcp.models.scim import PATCH_SCHEMA, USER_SCHEMA, ScimListResponse, ScimUser
 
 if TYPE_CHECKING:
+    import httpx
+
     from stripe_identity_mcp.settings import Settings
 
 SCIM_JSON = "application/scim+json"
@@ -49,7 +49,7 @@ class ScimClient(HttpApi):
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: httpx.AsyncClient | LazyHttpClient,
         *,
         token: str,
         base_url: str,
@@ -73,7 +73,7 @@ class ScimClient(HttpApi):
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, http: httpx.AsyncClient) -> ScimClient:
+    def from_settings(cls, settings: Settings, http: httpx.AsyncClient | LazyHttpClient) -> ScimClient:
         token = settings.scim_token.get_secret_value() if settings.scim_token is not None else ""
         if not token:
             raise ValueError("STRIPE_SCIM_TOKEN is not set")

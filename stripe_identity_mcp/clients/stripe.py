@@ -6,14 +6,12 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
-from urllib.parse import quote
-
-import httpx
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 from stripe_identity_mcp import __version__
 from stripe_identity_mcp.clients.errors import BadRequestError
-from stripe_identity_mcp.clients.http import HttpApi, TokenBucket
+from stripe_identity_mcp.clients.http import HttpApi, LazyHttpClient, TokenBucket
 from stripe_identity_mcp.models.stripe import (
     Account,
     Customer,
@@ -23,6 +21,9 @@ from stripe_identity_mcp.models.stripe import (
     SearchResult,
     Subscription,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 Params = Mapping[str, Any]
 
@@ -73,7 +74,7 @@ class StripeClient(HttpApi):
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: httpx.AsyncClient | LazyHttpClient,
         *,
         api_key: str,
         base_url: str,
@@ -117,7 +118,7 @@ class StripeClient(HttpApi):
         if method == "POST":
             headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-            kwargs["content"] = httpx.QueryParams(form).__str__().encode()
+            kwargs["content"] = urlencode(form).encode()
         elif form:
             kwargs["params"] = form
         response = await self.request(method, path, **kwargs)
