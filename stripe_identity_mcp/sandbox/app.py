@@ -7,6 +7,8 @@ Deviations from Stripe worth knowing (all deliberate, for determinism and testab
   or a validation error re-executes.
 * ``/_sandbox/*`` is a test-control API with no auth and no Stripe semantics.
 * Search sees a per-customer snapshot until ``search_lag_s`` has passed (see ``search.py``).
+* Fault rules (``/_sandbox/faults``) also reach ``/scim/v2`` when their ``path`` names a SCIM path
+  (500/429 in SCIM's error shape, reset, drop_after_commit, slow); random faults stay ``/v1``-only.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from .config import SandboxConfig
-from .faults import FaultInjector, FaultRule, RateLimiter
+from .faults import SCIM_PREFIX, FaultInjector, FaultRule, RateLimiter
 from .forms import StripeError, missing, parse_form, unknown
 from .search import decode_page, encode_page, parse_query, search_view, snapshot
 from .seed import SHARED_PEOPLE, seed_all
@@ -964,6 +966,46 @@ class Sandbox:
             return await self._abort(send)
         await self._send(send, status, payload, self._headers(request_id, version, extra))
 
+    # ---------------------------------------------------------------- /scim/v2 faults
+    async def handle_scim(self, scope: dict[str, Any], receive: Any, send: Any, downstream: Any) -> None:
+        """Apply fault rules to a SCIM request, then (unless the fault answers) pass it to ``downstream``.
+
+        500 and 429 answer in SCIM's error shape (429 with ``Retry-After``); ``reset`` drops the
+        connection without an answer; ``drop_after_commit`` runs the request, discards its answer and
+        drops the connection; ``slow`` waits ``delay_ms`` first. Random faults (``fault_rate``) never
+        touch SCIM: ``FaultInjector.take`` keeps them to ``/v1``.
+        """
+        fault = self.faults.take(scope["method"].upper(), scope["path"])
+        if fault is None:
+            return await downstream(scope, receive, send)
+        if fault.kind == "slow":
+            await anyio.sleep(fault.delay_ms / 1000.0)
+            return await downstream(scope, receive, send)
+        if fault.kind == "drop_after_commit":
+
+            async def discard(message: Any) -> None:
+                return None
+
+            await downstream(scope, receive, discard)  # the SCIM store commits the change
+            self.by_status["dropped"] += 1
+            return await self._abort(send)
+        if self.config.latency_ms:
+            await anyio.sleep(self.config.latency_ms / 1000.0)
+        if fault.kind == "reset":
+            self.by_status["reset"] += 1
+            return await self._abort(send)
+        status = int(fault.kind)  # "500" / "429" ("409" is refused for SCIM paths by FaultRule)
+        detail = (
+            "Too many requests: SCIM rate limit exceeded; retry after the Retry-After interval"
+            if status == 429
+            else "An unknown error occurred, please try again"
+        )
+        body = json.dumps({"schemas": [SCIM_ERROR_SCHEMA], "status": str(status), "detail": detail}).encode()
+        headers = [(b"content-type", b"application/scim+json"), (b"cache-control", b"no-cache, no-store")]
+        if status == 429:
+            headers.append((b"retry-after", b"1"))
+        await self._send(send, status, body, headers)
+
     # ---------------------------------------------------------------- /_sandbox
     async def admin(self, request: Request) -> JSONResponse:
         path = request.url.path
@@ -995,13 +1037,18 @@ class Sandbox:
                 except Exception as exc:
                     return JSONResponse({"error": str(exc)}, status_code=400)
                 for k, v in data.items():
-                    if k not in ("rate_limit", "live_rate_limit", "search_lag_s", "latency_ms", "portal_configured", "fault_rate"):
+                    if k not in ("rate_limit", "live_rate_limit", "search_lag_s", "latency_ms", "portal_configured", "fault_rate", "scim_deactivate_deletes"):
                         return JSONResponse({"error": f"unknown or read-only setting {k!r}"}, status_code=400)
                     if k == "portal_configured":
                         self.config.portal_configured = {**self.config.portal_configured, **v}
                     elif k == "fault_rate":
                         self.config.fault_rate = float(v)
                         self.faults.rate = float(v)
+                    elif k == "scim_deactivate_deletes":
+                        self.config.scim_deactivate_deletes = bool(v)
+                        scim = getattr(self, "scim", None)
+                        if scim is not None:
+                            scim.deactivate_deletes = bool(v)
                     else:
                         setattr(self.config, k, v)
                 if "rate_limit" in data or "live_rate_limit" in data:
@@ -1023,6 +1070,8 @@ class Sandbox:
         }
 
 
+SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
 _RATE_MSG = (
     "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."
 )
@@ -1041,7 +1090,8 @@ class _LatencyWrapper:
 
 class SandboxApp(Starlette):
     """Starlette app that routes ``/v1`` straight to the emulator (bypassing error middleware,
-    so connection faults really drop the connection)."""
+    so connection faults really drop the connection); ``/scim/v2`` requests meet the fault rules
+    the same way before Starlette routes them to the SCIM emulator."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # type: ignore[override]
         if scope["type"] == "http" and (scope["path"] == "/v1" or scope["path"].startswith("/v1/")):
@@ -1050,6 +1100,9 @@ class SandboxApp(Starlette):
                 await sb.handle_v1(scope, receive, send)
             except _Drop:
                 raise
+            return
+        if scope["type"] == "http" and scope["path"].startswith(SCIM_PREFIX):
+            await self.state.sandbox.handle_scim(scope, receive, send, super().__call__)
             return
         await super().__call__(scope, receive, send)
 
@@ -1068,7 +1121,13 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
     except ImportError:
         ScimSandbox = None  # type: ignore[assignment,misc]
     if ScimSandbox is not None:
-        scim = ScimSandbox(token=config.scim_token, seed=config.seed, empty=config.empty, shared_emails=[p["email"] for p in SHARED_PEOPLE])
+        scim = ScimSandbox(
+            token=config.scim_token,
+            seed=config.seed,
+            empty=config.empty,
+            shared_emails=[p["email"] for p in SHARED_PEOPLE],
+            deactivate_deletes=config.scim_deactivate_deletes,
+        )
         sandbox.scim = scim  # type: ignore[attr-defined]
         routes.append(Mount("/scim/v2", app=_LatencyWrapper(scim.app, sandbox)))
     app = SandboxApp(routes=routes)

@@ -18,3 +18,6 @@ class SandboxConfig:
     fault_seed: int = 0
     portal_configured: dict[str, bool] = field(default_factory=lambda: {"test": True, "live": False})
     scim_token: str = "scim_sandbox"
+    # Like real Stripe: SCIM PATCH active=false answers 204 and deletes the user. Off by default (the
+    # member stays visible as inactive, which the usual SCIM servers do).
+    scim_deactivate_deletes: bool = False

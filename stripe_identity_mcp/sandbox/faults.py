@@ -1,4 +1,11 @@
-"""Fault rules, random faults and the per-key token-bucket rate limiter."""
+"""Fault rules, random faults and the per-key token-bucket rate limiter.
+
+Rules apply to Stripe (``/v1``) and SCIM (``/scim/v2``) requests. A rule without ``path`` applies to
+``/v1`` only (as it always did); a SCIM fault names its path, e.g. ``"path": "/scim/v2/Users"``.
+SCIM supports every kind but ``409`` (Stripe's ``lock_timeout`` has no SCIM counterpart; a SCIM 409
+means a uniqueness conflict, which the emulator produces for real). Random faults (``fault_rate``)
+stay ``/v1``-only.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FAULT_KINDS = {"500", "429", "409", "reset", "drop_after_commit", "slow"}
+SCIM_PREFIX = "/scim/"
+SCIM_FAULT_KINDS = FAULT_KINDS - {"409"}
 
 
 @dataclass
@@ -27,10 +36,13 @@ class FaultRule:
         count = int(d.get("count", 1))
         if count < 1:
             raise ValueError("count must be >= 1")
+        path = d.get("path") or None
+        if path and str(path).startswith(SCIM_PREFIX) and kind not in SCIM_FAULT_KINDS:
+            raise ValueError(f"fault kind {kind!r} is /v1 only; SCIM paths take {sorted(SCIM_FAULT_KINDS)}")
         return cls(
             kind=kind,
             method=method.upper() if method else None,
-            path=d.get("path") or None,
+            path=path,
             count=count,
             delay_ms=float(d.get("delay_ms", 0) or 0),
         )
@@ -40,6 +52,8 @@ class FaultRule:
             return False
         if self.path and not path.startswith(self.path):
             return False
+        if not self.path and path.startswith(SCIM_PREFIX):
+            return False  # path-less rules keep their /v1-only meaning
         return self.count > 0
 
 

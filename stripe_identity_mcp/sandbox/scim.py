@@ -30,7 +30,9 @@ Emulator choices
 ----------------
 * ``PATCH active=false`` keeps the member visible with ``active: false`` (the usual SCIM server
   behaviour, which lets the product show "inactive"); ``DELETE`` removes the member (subsequent GET
-  → 404). Both revoke Dashboard access immediately. (Real Stripe treats both as removal.)
+  → 404). Both revoke Dashboard access immediately. (Real Stripe treats both as removal.) With
+  ``deactivate_deletes=True`` (``SandboxConfig.scim_deactivate_deletes``) the emulator behaves like
+  Stripe: a PATCH that leaves the member ``active: false`` deletes it and answers 204 No Content.
 * PUT without ``active`` keeps the current value (a PUT never silently re-grants access); other
   omitted readWrite attributes are cleared. PATCH ``remove`` of ``active`` leaves it unassigned.
 * ``op`` is case-insensitive ("Replace" from Entra); ``"True"``/``"False"`` strings for boolean
@@ -672,8 +674,10 @@ class ScimSandbox:
         seed: int = 42,
         empty: bool = False,
         shared_emails: list[str] | None = None,
+        deactivate_deletes: bool = False,
     ) -> None:
         self.token = token
+        self.deactivate_deletes = deactivate_deletes  # Stripe: deactivation deletes the user (204)
         self.seed = seed
         self.users: dict[str, dict[str, Any]] = {}
         self._clock = 0  # tie-breaker for stable ordering
@@ -1089,6 +1093,10 @@ class ScimSandbox:
         work["userName"] = current["userName"]
         if work.get("emails") is not None and sum(1 for e in work["emails"] if e.get("primary") is True) > 1:
             raise ScimError(400, "At most one email may be primary", "invalidValue")
+        if self.deactivate_deletes and work.get("active") is False:
+            del self.users[uid]  # Stripe's guide: deactivation deletes the user
+            self._order.pop(uid, None)
+            return Response(status_code=204)
         changed = {k: v for k, v in current.items() if k not in ("schemas", "id", "meta")} != work
         if changed:
             user = self._finish(uid, work, current["meta"]["created"], _now())
