@@ -1,9 +1,8 @@
 """The SCIM client against the sandbox's SCIM endpoint over loopback.
 
-httpx.MockTransport is used only for answer/request-shape units the sandbox cannot produce
-(a 204 PATCH answer, the raw encoded path). Lost answers are produced by a forwarding transport
-that sends the request to the real sandbox (which commits it) and then drops the answer, like the
-sandbox's `drop_after_commit` fault does for /v1 (its SCIM mount has no fault injection).
+httpx.MockTransport is used only for request/answer-shape parser units (the PatchOp body sent with
+a 204 answer, the raw encoded path, tolerant parsing). Lost answers come from the sandbox's own
+`drop_after_commit` SCIM fault: the sandbox executes the request, then drops the connection.
 """
 
 from __future__ import annotations
@@ -32,27 +31,13 @@ def client(http: httpx.AsyncClient, base: str, token: str = SCIM_TOKEN) -> ScimC
     return ScimClient(http, token=token, base_url=base, rate=1000, max_retries=3, deadline_s=20)
 
 
-class DropAnswerOnce(httpx.AsyncBaseTransport):
-    """Forward to the real server; for the first `method` request, read and discard its answer, then fail."""
+def arm(sb: Any, **rule: Any) -> None:
+    r = httpx.post(f"{sb.base_url}/_sandbox/faults", json={"rules": [rule]})
+    assert r.status_code == 200, r.text
 
-    def __init__(self, method: str) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.method = method
-        self.dropped = 0
-        self.seen: list[str] = []
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.seen.append(request.method)
-        response = await self.inner.handle_async_request(request)
-        if request.method == self.method and not self.dropped:
-            self.dropped += 1
-            await response.aread()  # the server has done the work
-            await response.aclose()
-            raise httpx.ReadError("connection lost before the answer arrived", request=request)
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+def dropped(sb: Any) -> int:
+    return int(httpx.get(f"{sb.base_url}/_sandbox/stats").json()["by_status"].get("dropped", 0))
 
 
 # Construction and reads ----------------------------------------------------------------------------
@@ -165,12 +150,13 @@ async def test_duplicate_create_is_a_uniqueness_conflict(sandbox):
 
 
 async def test_lost_create_answer_is_recovered_not_duplicated(sandbox):
-    transport = DropAnswerOnce("POST")
+    arm(sandbox, kind="drop_after_commit", path="/scim/v2/Users", method="POST")
     before = len(sandbox.sandbox.scim.users)
-    async with httpx.AsyncClient(transport=transport) as http:
+    async with httpx.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
         user = await scim.create_user("lost-answer@example.com", display_name="Lost")
-    assert transport.seen[:2] == ["POST", "POST"] and scim.stats.retries == 1
+    assert dropped(sandbox) == 1 and scim.stats.retries == 1
+    assert scim.stats.by_status == {409: 1, 200: 1}  # the retry met 409, then the email lookup
     assert user.recovered and user.userName == "lost-answer@example.com"
     assert len(sandbox.sandbox.scim.users) == before + 1  # one member, not two, not an error
     assert sandbox.sandbox.scim.by_email("lost-answer@example.com")["id"] == user.id
@@ -197,11 +183,23 @@ async def test_delete_user_then_404(sandbox):
 
 
 async def test_lost_delete_answer_counts_as_deleted(sandbox):
-    transport = DropAnswerOnce("DELETE")
-    async with httpx.AsyncClient(transport=transport) as http:
+    arm(sandbox, kind="drop_after_commit", path=f"/scim/v2/Users/{OMAR}", method="DELETE")
+    async with httpx.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
-        await scim.delete_user(OMAR)
-    assert transport.seen == ["DELETE", "DELETE"] and OMAR not in sandbox.sandbox.scim.users
+        assert await scim.delete_user(OMAR) is None
+    assert dropped(sandbox) == 1 and scim.stats.retries == 1
+    assert scim.stats.by_status == {404: 1}  # the retry's 404 is the proof it was deleted
+    assert OMAR not in sandbox.sandbox.scim.users
+
+
+async def test_stripe_like_deactivation_answers_204_and_deletes(sandbox_factory):
+    with sandbox_factory(scim_deactivate_deletes=True) as sb:
+        async with httpx.AsyncClient() as http:
+            scim = client(http, sb.scim_base)
+            assert await scim.deactivate_user(OMAR) is None
+            with pytest.raises(NotFoundError):
+                await scim.get_user(OMAR)
+        assert OMAR not in sb.sandbox.scim.users
 
 
 async def test_email_change_is_400_mutability_with_a_clear_tool_message(sandbox):
