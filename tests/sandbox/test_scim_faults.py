@@ -6,7 +6,8 @@ sandbox's SCIM store (`sb.sandbox.scim`) proves what was or was not committed.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
