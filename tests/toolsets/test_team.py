@@ -351,3 +351,106 @@ async def test_deactivate_then_delete_seeded_member_with_audit_trail(sandbox, tm
         ("delete_team_member", OMAR, "ok"),
     ]
     assert all(x["caller"] for x in lines)
+
+
+# --- faults on SCIM (the sandbox's /_sandbox/faults rules, over real loopback HTTP) ---------------------
+
+
+def arm(sb: Any, **rule: Any) -> None:
+    r = httpx.post(f"{sb.base_url}/_sandbox/faults", json={"rules": [rule]})
+    assert r.status_code == 200, r.text
+
+
+def sandbox_stats(sb: Any) -> dict[str, Any]:
+    return httpx.get(f"{sb.base_url}/_sandbox/stats").json()  # type: ignore[no-any-return]
+
+
+def pending_faults(sb: Any) -> list[dict[str, Any]]:
+    return httpx.get(f"{sb.base_url}/_sandbox/faults").json()["rules"]  # type: ignore[no-any-return]
+
+
+async def test_lost_provision_answer_is_recovered_not_duplicated(sandbox, tmp_path):
+    arm(sandbox, kind="drop_after_commit", path="/scim/v2/Users", method="POST")
+    before = len(users(sandbox))
+    async with mcp_client(writes(sandbox, tmp_path)) as client:
+        r = await client.call_tool("provision_team_member", {"email": "lost-hire@example.com", "given_name": "Lost"})
+    assert not r.is_error, r.content[0].text
+    member = r.structured_content["member"]
+    assert member["email"] == "lost-hire@example.com" and member["active"] is True
+    assert any("answer was lost" in w for w in r.structured_content["warnings"])
+    assert sandbox_stats(sandbox)["by_status"]["dropped"] == 1
+    assert len(users(sandbox)) == before + 1  # exactly one member, no 409 error
+    assert sandbox.sandbox.scim.by_email("lost-hire@example.com")["id"] == member["id"]
+    (line,) = audit_lines(tmp_path)
+    assert (line["outcome"], line["target"]) == ("ok", member["id"])
+
+
+async def test_lost_delete_answer_counts_as_deleted(sandbox, tmp_path):
+    arm(sandbox, kind="drop_after_commit", path=f"/scim/v2/Users/{OMAR}", method="DELETE")
+    async with mcp_client(writes(sandbox, tmp_path)) as client:
+        r = await client.call_tool("delete_team_member", {"member_id": OMAR, "confirm": OMAR})
+    assert not r.is_error, r.content[0].text
+    assert r.structured_content["action"] == "deleted" and r.structured_content["id"] == OMAR
+    assert API_KEYS in r.structured_content["api_keys_warning"]
+    assert sandbox_stats(sandbox)["by_status"]["dropped"] == 1 and OMAR not in users(sandbox)
+    assert [line["outcome"] for line in audit_lines(tmp_path)] == ["ok"]
+
+
+@pytest.mark.parametrize("kind", ["500", "429", "reset"])
+async def test_team_tools_retry_through_scim_faults(sandbox, tmp_path, kind):
+    async with mcp_client(writes(sandbox, tmp_path)) as client:
+        arm(sandbox, kind=kind, path="/scim/v2/Users", method="GET")
+        listed = await client.call_tool("list_team_members", {"email": "omar@globex.com"})
+        arm(sandbox, kind=kind, path="/scim/v2/Users", method="POST")
+        made = await client.call_tool("provision_team_member", {"email": f"retry-{kind}@example.com"})
+        arm(sandbox, kind=kind, path=f"/scim/v2/Users/{OMAR}", method="PATCH")
+        off = await client.call_tool("deactivate_team_member", {"member_id": OMAR, "confirm": OMAR})
+    for r in (listed, made, off):
+        assert not r.is_error, (kind, r.content[0].text)
+    assert [m["id"] for m in listed.structured_content["members"]] == [OMAR]
+    assert made.structured_content.get("warnings", []) == []  # a refused attempt is not "recovered"
+    assert sandbox.sandbox.scim.by_email(f"retry-{kind}@example.com") is not None
+    assert off.structured_content["active"] is False and users(sandbox)[OMAR]["active"] is False
+    stats = sandbox_stats(sandbox)
+    assert stats["faults_injected"] == 3  # every fault was met and retried past
+    assert stats["by_status"]["reset" if kind == "reset" else kind] == 3
+    assert pending_faults(sandbox) == []
+
+
+@pytest.mark.parametrize("kind", ["500", "429", "reset"])
+async def test_exhausted_scim_retries_are_a_clear_tool_error(sandbox, tmp_path, kind):
+    settings = writes(sandbox, tmp_path, max_retries=1)
+    before = len(users(sandbox))
+    async with mcp_client(settings) as client:
+        arm(sandbox, kind=kind, path="/scim/v2/Users", method="GET", count=2)
+        listed = await client.call_tool("list_team_members", {})
+        arm(sandbox, kind=kind, path="/scim/v2/Users", method="POST", count=2)
+        made = await client.call_tool("provision_team_member", {"email": f"exhausted-{kind}@example.com"})
+    for r in (listed, made):
+        text = r.content[0].text
+        assert r.is_error and "gave up after 2 attempts" in text, text
+        assert "Traceback" not in text and SCIM_TOKEN not in text
+        if kind == "reset":
+            assert "could not reach Stripe SCIM" in text and "(connection)" in text, text
+        else:
+            assert f"status={kind}" in text and "retries=1" in text, text
+            assert ("rate limited by Stripe SCIM" if kind == "429" else "Stripe SCIM kept failing") in text, text
+    assert len(users(sandbox)) == before and sandbox.sandbox.scim.by_email(f"exhausted-{kind}@example.com") is None
+    assert sandbox_stats(sandbox)["faults_injected"] == 4
+    assert [line["outcome"].split(":")[0] for line in audit_lines(tmp_path)] == ["error"]
+
+
+async def test_stripe_like_deactivation_deletes_and_reports_the_member_gone(sandbox_factory, tmp_path):
+    with sandbox_factory(scim_deactivate_deletes=True) as sb:
+        async with mcp_client(writes(sb, tmp_path)) as client:
+            r = await client.call_tool("deactivate_team_member", {"email": "omar@globex.com", "confirm": "omar@globex.com"})
+            after = await client.call_tool("get_team_member", {"member_id": OMAR})
+        assert not r.is_error, r.content[0].text
+        out = r.structured_content
+        assert (out["action"], out["id"], out["email"]) == ("deactivated", OMAR, "omar@globex.com")
+        assert "active" not in out  # absent: Stripe deleted the member rather than keeping it inactive
+        assert "Stripe deletes the user on deactivation too" in out["note"]
+        assert API_KEYS in out["api_keys_warning"] and "roll" in out["api_keys_warning"]
+        assert OMAR not in users(sb)
+        assert after.is_error and "status=404" in after.content[0].text
+        assert [(x["tool"], x["outcome"]) for x in audit_lines(tmp_path)] == [("deactivate_team_member", "ok")]
