@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mcp.server.mcpserver import Context, MCPServer
 
+from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.models.outputs import AccessReport
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import READ, deps
@@ -39,11 +42,26 @@ def register(server: MCPServer, settings: Settings) -> None:
             confirm=s.confirm,
             scim_configured=s.scim_configured,
             scim_note=scim_note,
-            rate_limit={
-                "read": app.stripe.bucket.snapshot(),
-                "write": app.stripe.write_bucket.snapshot(),
-                "requests": app.stripe.stats.requests,
-                "retries": app.stripe.stats.retries,
-                "rate_limited": app.stripe.stats.rate_limited,
-            },
+            rate_limit=rate_budget(app),
         )
+
+
+def rate_budget(app: AppDeps) -> dict[str, Any]:
+    """The Stripe client's read/write buckets and counters; the SCIM client's (one bucket) when configured."""
+    budget: dict[str, Any] = {
+        "read": app.stripe.bucket.snapshot(),
+        "write": app.stripe.write_bucket.snapshot(),
+        "requests": app.stripe.stats.requests,
+        "retries": app.stripe.stats.retries,
+        "rate_limited": app.stripe.stats.rate_limited,
+    }
+    if app.scim is not None:
+        stats = app.scim.stats
+        # SCIM sends no rate-limit headers: drop the server_* fields that would always be null.
+        budget["scim"] = {
+            **{k: v for k, v in app.scim.bucket.snapshot().items() if v is not None},
+            "requests": stats.requests,
+            "retries": stats.retries,
+            "rate_limited": stats.rate_limited,
+        }
+    return budget
