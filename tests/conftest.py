@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,8 @@ from stripe_identity_mcp.settings import Settings
 SANDBOX_KEY = "sk_test_sandbox"
 SCIM_TOKEN = "scim_sandbox"
 FAST = {"rate_limit": None, "live_rate_limit": None, "search_lag_s": 0.0}
+# Tests that do not choose an audit log or export dir must not write into the developer's home or cwd.
+SCRATCH = Path(tempfile.mkdtemp(prefix="sim-tests-"))
 
 
 @pytest.fixture
@@ -61,6 +65,8 @@ def make_settings(sb: Any, **overrides: Any) -> Settings:
         "max_retries": 3,
         "retry_deadline_s": 20.0,
         "sandbox": True,
+        "audit_log": SCRATCH / "audit.jsonl",
+        "export_dir": SCRATCH / "exports",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
