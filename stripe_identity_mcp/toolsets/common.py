@@ -122,20 +122,34 @@ def drop_none(values: dict[str, Any]) -> dict[str, Any]:
 Timestamp = Annotated[int | str | None, Field(description="unix or ISO 8601 date")]
 
 
+# Unix seconds a created filter may hold: 1970-01-01 .. 9999-12-31T23:59:59Z (datetime's range).
+MAX_UNIX = 253402300799
+
+
 def to_unix(value: int | str | None, name: str) -> int | None:
-    """Unix seconds from an int, a digit string or an ISO 8601 date/time (UTC when no zone is given)."""
-    if value is None or isinstance(value, int):
-        return value
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ToolError(f"{name}: {value!r} is neither unix seconds nor an ISO 8601 date") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+    """Unix seconds from an int, a digit string or an ISO 8601 date/time (UTC when no zone is given).
+
+    Anything else, or a time outside 1970..9999, is a ToolError naming the argument.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int):
+        seconds = value
+    else:
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            seconds = int(text)
+        else:
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                if parsed.tzinfo is None:
+                    parsed = parsed.replace(tzinfo=UTC)
+                seconds = int(parsed.timestamp())
+            except (ValueError, OverflowError):
+                raise ToolError(f"{name}: {value!r} is neither unix seconds nor an ISO 8601 date") from None
+    if not 0 <= seconds <= MAX_UNIX:
+        raise ToolError(f"{name}: {value!r} is out of range (unix seconds 0..{MAX_UNIX}, years 1970..9999)")
+    return seconds
 
 
 def page_args(
