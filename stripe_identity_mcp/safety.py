@@ -339,7 +339,8 @@ class AuditLog:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                os.write(fd, (line + "\n").encode("utf-8"))
+                # backslashreplace: a lone surrogate becomes the JSON escape \udXXX (the line stays valid JSON)
+                os.write(fd, (line + "\n").encode("utf-8", "backslashreplace"))
             finally:
                 os.close(fd)
 

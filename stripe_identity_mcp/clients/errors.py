@@ -27,6 +27,19 @@ class StripeIdentityError(Exception):
         self.hint = hint
 
 
+class InvalidTextError(StripeIdentityError):
+    """An argument holds text that cannot be sent as UTF-8 (e.g. a lone surrogate); nothing was sent."""
+
+    def __init__(self, service: str, exc: UnicodeError | None = None) -> None:
+        where = ""
+        if isinstance(exc, UnicodeEncodeError):
+            where = f" ({exc.object[exc.start:exc.end]!a})"
+        super().__init__(
+            f"an argument is not valid Unicode text{where}; nothing was sent to {service}",
+            hint="remove the invalid character (a lone UTF-16 surrogate) and call again",
+        )
+
+
 class ApiConnectionError(StripeIdentityError):
     """Could not reach the API (after retries)."""
 

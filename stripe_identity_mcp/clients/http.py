@@ -17,6 +17,7 @@ from stripe_identity_mcp.clients.errors import (
     ApiStatusError,
     ApiTimeoutError,
     ConflictError,
+    InvalidTextError,
     RateLimitError,
     ServerError,
     StripeIdentityError,
@@ -288,6 +289,8 @@ class HttpApi:
                     return await self._once(method, url, **kwargs)
         except _Retryable as exc:
             raise self._exhausted(exc.error, attempts, time.monotonic() - started) from None
+        except UnicodeEncodeError as exc:  # httpx encoding params / a JSON body
+            raise InvalidTextError(self.service, exc) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _exhausted(self, error: StripeIdentityError, attempts: int, elapsed: float) -> StripeIdentityError:

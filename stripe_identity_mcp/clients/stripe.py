@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from stripe_identity_mcp import __version__
-from stripe_identity_mcp.clients.errors import BadRequestError
+from stripe_identity_mcp.clients.errors import BadRequestError, InvalidTextError
 from stripe_identity_mcp.clients.http import HttpApi, LazyHttpClient, TokenBucket
 from stripe_identity_mcp.models.stripe import (
     Account,
@@ -53,6 +53,11 @@ def encode_form(params: Params | None) -> list[tuple[str, str]]:
             out.append((prefix, str(value)))
 
     walk("", dict(params or {}))
+    for pair in out:  # text that cannot be sent (a lone surrogate) fails here, before any request
+        try:
+            pair[0].encode("utf-8"), pair[1].encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidTextError("Stripe", exc) from None
     return out
 
 
@@ -60,7 +65,10 @@ def path_segment(value: str, what: str = "id") -> str:
     """Reject empty ids and percent-encode one path segment (never `DELETE /v1/customers/`)."""
     if not value or not value.strip():
         raise BadRequestError(f"{what} must not be empty", status=400, type="invalid_request_error", param=what)
-    return quote(value, safe="")
+    try:
+        return quote(value, safe="")
+    except UnicodeEncodeError as exc:
+        raise InvalidTextError("the API", exc) from None
 
 
 def idempotency_key_for(method: str, path: str, params: Params | None) -> str:

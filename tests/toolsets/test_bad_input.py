@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import make_settings, mcp_client
@@ -35,3 +37,32 @@ async def test_created_out_of_range_is_a_clear_error_and_sends_nothing(sandbox, 
         assert not (tmp_path / "x.csv").exists()
         ok = await client.call_tool(tool if tool != "export_customers" else "list_customers", {} if tool != "find_duplicate_customers" else {"created_gte": "2020-01-01"})
         assert not ok.is_error, ok.content[0].text
+
+
+async def test_lone_surrogate_in_text_is_refused_before_sending_and_audited(sandbox, tmp_path):
+    """In-process clients can pass a lone UTF-16 surrogate (JSON transports reject it); it must not crash."""
+    audit = tmp_path / "audit.jsonl"
+    settings = make_settings(sandbox, allow_writes=True, confirm="param-only", audit_log=str(audit))
+    store = sandbox.app.state.sandbox.stores["test"]
+    count = len(store.customers)
+    async with mcp_client(settings) as client:
+        r = await client.call_tool("create_customer", {"email": "new@example.com", "name": "x\ud800"})
+        assert r.is_error
+        text = r.content[0].text
+        assert text.startswith(PREFIX.format("create_customer") + "an argument is not valid Unicode text")
+        assert "nothing was sent to Stripe" in text
+        r = await client.call_tool("provision_team_member", {"email": "new@example.com", "display_name": "\ud800"})
+        assert r.is_error and "not valid Unicode text" in r.content[0].text
+        r = await client.call_tool(
+            "detach_payment_method", {"payment_method": "pm_\ud800", "confirm": "pm_\ud800"}
+        )
+        assert r.is_error and r.content[0].text.startswith(PREFIX.format("detach_payment_method"))
+        ok = await client.call_tool("get_customer", {"customer_id": "cus_SbxJaneDoe0001"})
+        assert not ok.is_error
+    assert len(store.customers) == count
+    assert all(u.get("userName") != "new@example.com" for u in sandbox.app.state.sandbox.scim.users.values())
+    lines = audit.read_text(encoding="utf-8").splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [e["tool"] for e in entries] == ["create_customer", "provision_team_member", "detach_payment_method"]
+    assert entries[0]["args"]["name"] == "x\ud800"  # escaped in the file, the line is valid JSON
+    assert all(e["outcome"] != "ok" for e in entries)
