@@ -62,9 +62,13 @@ def encode_form(params: Params | None) -> list[tuple[str, str]]:
 
 
 def path_segment(value: str, what: str = "id") -> str:
-    """Reject empty ids and percent-encode one path segment (never `DELETE /v1/customers/`)."""
+    """Reject empty ids and dot segments; percent-encode one path segment (never `DELETE /v1/customers/`)."""
     if not value or not value.strip():
         raise BadRequestError(f"{what} must not be empty", status=400, type="invalid_request_error", param=what)
+    if value.strip() in (".", ".."):  # a dot segment: the URL layer would resolve it to the parent path
+        raise BadRequestError(
+            f"{what} must not be '.' or '..'; nothing was sent", status=400, type="invalid_request_error", param=what
+        )
     try:
         return quote(value, safe="")
     except UnicodeEncodeError as exc:

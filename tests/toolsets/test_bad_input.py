@@ -66,3 +66,23 @@ async def test_lone_surrogate_in_text_is_refused_before_sending_and_audited(sand
     assert [e["tool"] for e in entries] == ["create_customer", "provision_team_member", "detach_payment_method"]
     assert entries[0]["args"]["name"] == "x\ud800"  # escaped in the file, the line is valid JSON
     assert all(e["outcome"] != "ok" for e in entries)
+
+
+@pytest.mark.parametrize("member_id", ["..", "."])
+async def test_dot_segment_member_id_is_refused_not_resolved_to_the_parent_path(sandbox, tmp_path, member_id):
+    """`/Users/..` would be normalised to `/scim/v2/` by the URL layer (a path traversal)."""
+    settings = make_settings(sandbox, allow_writes=True, confirm="param-only", audit_log=str(tmp_path / "a.jsonl"))
+    scim = sandbox.app.state.sandbox.scim
+    before = {uid: dict(u) for uid, u in scim.users.items()}
+    requests = sandbox.app.state.sandbox.requests
+    async with mcp_client(settings) as client:
+        r = await client.call_tool("get_team_member", {"member_id": member_id})
+        assert r.is_error
+        assert r.content[0].text.startswith(PREFIX.format("get_team_member") + "member_id must not be '.' or '..'")
+        for tool in ("deactivate_team_member", "delete_team_member"):
+            r = await client.call_tool(tool, {"member_id": member_id, "confirm": member_id})
+            assert r.is_error
+            assert "member_id must not be '.' or '..'" in r.content[0].text
+            assert "Nothing was" in r.content[0].text
+    assert {uid: dict(u) for uid, u in scim.users.items()} == before
+    assert sandbox.app.state.sandbox.requests == requests  # Stripe side untouched too
