@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search-lag", type=float, default=1.0, help="search indexing lag in seconds")
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument("--fault-seed", type=int, default=0)
+    p.add_argument(
+        "--scim-deactivate-deletes",
+        action="store_true",
+        help="like Stripe: SCIM PATCH active=false answers 204 and deletes the member",
+    )
     return p
 
 
@@ -148,6 +153,7 @@ def config_from_args(ns: argparse.Namespace) -> SandboxConfig:
         search_lag_s=ns.search_lag,
         fault_rate=ns.fault_rate,
         fault_seed=ns.fault_seed,
+        scim_deactivate_deletes=ns.scim_deactivate_deletes,
     )
 
 

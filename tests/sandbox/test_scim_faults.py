@@ -175,3 +175,10 @@ def test_deactivate_deletes_can_be_switched_at_runtime(fresh) -> None:
     with scim_client(fresh) as c:
         off = c.patch(f"/Users/{OMAR}", json=DEACTIVATE)
     assert off.status_code == 204 and OMAR not in fresh.sandbox.scim.users
+
+
+def test_cli_flag_turns_stripe_like_deactivation_on() -> None:
+    from stripe_identity_mcp.sandbox.runner import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args([])).scim_deactivate_deletes is False
+    assert config_from_args(build_parser().parse_args(["--scim-deactivate-deletes"])).scim_deactivate_deletes is True
