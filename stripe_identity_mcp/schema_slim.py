@@ -7,8 +7,12 @@ so the shorter `{type: string}` is equivalent for every caller — at about half
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
+
+from mcp.types import CallToolResult, TextContent
+from pydantic import BaseModel
 
 
 def slim(schema: Any) -> Any:
@@ -48,3 +52,26 @@ def slim_tools(server: Any) -> None:
         meta = tool.fn_metadata
         if getattr(meta, "output_schema", None) is not None:
             meta.output_schema = slim(meta.output_schema)
+
+
+def compact_results(server: Any) -> None:
+    """Send each tool's text content as compact JSON (the SDK indents it; models read every space).
+
+    Structured content is unchanged; the text block carries the same JSON without indentation.
+    """
+    for tool in server._tool_manager.list_tools():
+        if tool.output_schema is None or not tool.is_async:
+            continue
+        original = tool.fn
+
+        @functools.wraps(original)
+        async def wrapper(*args: Any, __fn: Any = original, **kwargs: Any) -> Any:
+            result = await __fn(*args, **kwargs)
+            if not isinstance(result, BaseModel):
+                return result
+            return CallToolResult(
+                content=[TextContent(type="text", text=result.model_dump_json())],
+                structured_content=result.model_dump(mode="json"),
+            )
+
+        tool.fn = wrapper

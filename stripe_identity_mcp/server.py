@@ -10,7 +10,7 @@ from mcp.server.mcpserver import MCPServer
 from stripe_identity_mcp import __version__
 from stripe_identity_mcp.deps import AppDeps, open_deps
 from stripe_identity_mcp.prompts import register_prompts
-from stripe_identity_mcp.schema_slim import slim_tools
+from stripe_identity_mcp.schema_slim import compact_results, slim_tools
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets import REGISTRY
 
@@ -53,4 +53,5 @@ def build_server(
             toolset.register(server, settings)
     register_prompts(server)
     slim_tools(server)
+    compact_results(server)
     return server

@@ -70,8 +70,10 @@ async def test_seeded_support_lookup_is_compact(sandbox):
     assert jane["subscriptions"] >= 1
     assert "visa" in jane["default_payment_method"]
     assert [v["email"] for v in out["case_variants"]] == ["Jane@Acme.com"]
-    # A support answer is a few hundred bytes, not a raw Stripe dump.
+    # A support answer is a few hundred bytes, not a raw Stripe dump, and the text block the model
+    # reads is the same JSON without indentation.
     assert len(json.dumps(out, separators=(",", ":"))) < 1500
+    assert "\n" not in r.content[0].text and json.loads(r.content[0].text) == out
 
 
 async def test_unknown_email_says_which_mode(empty_sandbox):
