@@ -40,6 +40,10 @@ class InvalidTextError(StripeIdentityError):
         )
 
 
+class UnexpectedResponseError(StripeIdentityError):
+    """The API answered successfully, but not with the object this call expects."""
+
+
 class ApiConnectionError(StripeIdentityError):
     """Could not reach the API (after retries)."""
 

@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -21,9 +21,12 @@ from stripe_identity_mcp.clients.errors import (
     RateLimitError,
     ServerError,
     StripeIdentityError,
+    UnexpectedResponseError,
     parse_error_body,
     redact,
 )
+
+M = TypeVar("M")
 
 if TYPE_CHECKING:  # httpx and tenacity load on the first request, not at server start-up
     import httpx
@@ -305,6 +308,20 @@ class HttpApi:
         error.message = f"{error.message}; {tried}"
         error.hint = error.hint or f"check that {self.base_url} is reachable from this machine"
         return error
+
+    def parse(self, model: type[M], data: Any) -> M:
+        """`model.model_validate(data)`; an answer of another shape is an UnexpectedResponseError."""
+        from pydantic import ValidationError
+
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})[:5]
+            name = getattr(model, "__name__", "object").split("[")[0]
+            raise UnexpectedResponseError(
+                f"unexpected answer from {self.service}: not a {name} (missing/invalid: {', '.join(fields)})",
+                hint=f"request_id={self.last_request_id}" if self.last_request_id else None,
+            ) from None
 
     @staticmethod
     def json(response: httpx.Response) -> Any:

@@ -126,10 +126,10 @@ class ScimClient(HttpApi):
         params: dict[str, Any] = {"startIndex": max(1, start_index), "count": max(0, min(count, MAX_COUNT))}
         if filter:
             params["filter"] = filter
-        return ScimListResponse.model_validate(await self.call("GET", "/Users", params=params) or {})
+        return self.parse(ScimListResponse, await self.call("GET", "/Users", params=params) or {})
 
     async def get_user(self, user_id: str) -> ScimUser:
-        return ScimUser.model_validate(await self.call("GET", self._user_path(user_id)))
+        return self.parse(ScimUser, await self.call("GET", self._user_path(user_id)))
 
     async def find_by_email(self, email: str) -> ScimUser | None:
         page = await self.list_users(filter=f"userName eq {filter_value(email)}", count=10)
@@ -165,13 +165,13 @@ class ScimClient(HttpApi):
                 raise
             existing._recovered = True  # our earlier attempt created it; its answer was lost
             return existing
-        return ScimUser.model_validate(data)
+        return self.parse(ScimUser, data)
 
     async def deactivate_user(self, user_id: str) -> ScimUser | None:
         """PATCH active=false. Returns the user when the provider answers 200 with a body, None on 204."""
         body = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "replace", "value": {"active": False}}]}
         data = await self.call("PATCH", self._user_path(user_id), body=body)
-        return ScimUser.model_validate(data) if data else None
+        return self.parse(ScimUser, data) if data else None
 
     async def delete_user(self, user_id: str) -> None:
         try:

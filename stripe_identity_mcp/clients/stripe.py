@@ -141,56 +141,56 @@ class StripeClient(HttpApi):
     # Customers ----------------------------------------------------------------------------------
     async def retrieve_customer(self, customer_id: str, expand: Sequence[str] = ()) -> Customer:
         data = await self.call("GET", f"/v1/customers/{path_segment(customer_id, 'customer')}", {"expand": list(expand)})
-        return Customer.model_validate(data)
+        return self.parse(Customer, data)
 
     async def list_customers(self, **params: Any) -> ListObject[Customer]:
-        return ListObject[Customer].model_validate(await self.call("GET", "/v1/customers", params))
+        return self.parse(ListObject[Customer], await self.call("GET", "/v1/customers", params))
 
     async def search_customers(self, query: str, **params: Any) -> SearchResult[Customer]:
         data = await self.call("GET", "/v1/customers/search", {"query": query, **params})
-        return SearchResult[Customer].model_validate(data)
+        return self.parse(SearchResult[Customer], data)
 
     async def create_customer(self, params: Params, idempotency_key: str | None = None) -> Customer:
         key = idempotency_key or idempotency_key_for("POST", "/v1/customers", params)
-        return Customer.model_validate(await self.call("POST", "/v1/customers", params, idempotency_key=key))
+        return self.parse(Customer, await self.call("POST", "/v1/customers", params, idempotency_key=key))
 
     async def update_customer(self, customer_id: str, params: Params) -> Customer:
         path = f"/v1/customers/{path_segment(customer_id, 'customer')}"
-        return Customer.model_validate(await self.call("POST", path, params))
+        return self.parse(Customer, await self.call("POST", path, params))
 
     async def delete_customer(self, customer_id: str) -> Customer:
         data = await self.call("DELETE", f"/v1/customers/{path_segment(customer_id, 'customer')}")
-        return Customer.model_validate(data)
+        return self.parse(Customer, data)
 
     # Subscriptions, payment methods, portal ---------------------------------------------------------
     async def list_subscriptions(self, **params: Any) -> ListObject[Subscription]:
-        return ListObject[Subscription].model_validate(await self.call("GET", "/v1/subscriptions", params))
+        return self.parse(ListObject[Subscription], await self.call("GET", "/v1/subscriptions", params))
 
     async def list_payment_methods(self, customer_id: str, **params: Any) -> ListObject[PaymentMethod]:
         path = f"/v1/customers/{path_segment(customer_id, 'customer')}/payment_methods"
-        return ListObject[PaymentMethod].model_validate(await self.call("GET", path, params))
+        return self.parse(ListObject[PaymentMethod], await self.call("GET", path, params))
 
     async def retrieve_payment_method(self, pm_id: str) -> PaymentMethod:
         path = f"/v1/payment_methods/{path_segment(pm_id, 'payment_method')}"
-        return PaymentMethod.model_validate(await self.call("GET", path))
+        return self.parse(PaymentMethod, await self.call("GET", path))
 
     async def attach_payment_method(self, pm_id: str, customer_id: str) -> PaymentMethod:
         path = f"/v1/payment_methods/{path_segment(pm_id, 'payment_method')}/attach"
         key = idempotency_key_for("POST", path, {"customer": customer_id})
         data = await self.call("POST", path, {"customer": customer_id}, idempotency_key=key)
-        return PaymentMethod.model_validate(data)
+        return self.parse(PaymentMethod, data)
 
     async def detach_payment_method(self, pm_id: str) -> PaymentMethod:
         path = f"/v1/payment_methods/{path_segment(pm_id, 'payment_method')}/detach"
-        return PaymentMethod.model_validate(await self.call("POST", path))
+        return self.parse(PaymentMethod, await self.call("POST", path))
 
     async def create_portal_session(self, params: Params) -> PortalSession:
-        return PortalSession.model_validate(await self.call("POST", "/v1/billing_portal/sessions", params))
+        return self.parse(PortalSession, await self.call("POST", "/v1/billing_portal/sessions", params))
 
     # Connect ------------------------------------------------------------------------------------
     async def list_accounts(self, **params: Any) -> ListObject[Account]:
-        return ListObject[Account].model_validate(await self.call("GET", "/v1/accounts", params))
+        return self.parse(ListObject[Account], await self.call("GET", "/v1/accounts", params))
 
     async def retrieve_account(self, account_id: str) -> Account:
         data = await self.call("GET", f"/v1/accounts/{path_segment(account_id, 'account')}")
-        return Account.model_validate(data)
+        return self.parse(Account, data)

@@ -86,3 +86,20 @@ async def test_dot_segment_member_id_is_refused_not_resolved_to_the_parent_path(
             assert "Nothing was" in r.content[0].text
     assert {uid: dict(u) for uid, u in scim.users.items()} == before
     assert sandbox.app.state.sandbox.requests == requests  # Stripe side untouched too
+
+
+async def test_an_answer_of_the_wrong_shape_is_a_typed_client_error(sandbox):
+    """A 200 that is not the expected object (e.g. a list where a user was asked for) must not crash a tool."""
+    from stripe_identity_mcp.clients.errors import UnexpectedResponseError
+    from stripe_identity_mcp.deps import open_deps
+    from stripe_identity_mcp.models.scim import ScimUser
+    from stripe_identity_mcp.models.stripe import Customer
+
+    async with open_deps(make_settings(sandbox)) as app:
+        listing = await app.stripe.call("GET", "/v1/customers", {"limit": 1})
+        with pytest.raises(UnexpectedResponseError, match=r"unexpected answer from Stripe: not a Customer \(missing/invalid: id"):
+            app.stripe.parse(Customer, listing)
+        users = await app.scim.call("GET", "/Users", params={"count": 1})
+        with pytest.raises(UnexpectedResponseError, match="not a ScimUser"):
+            app.scim.parse(ScimUser, users)
+        assert app.stripe.parse(Customer, listing["data"][0]).id == listing["data"][0]["id"]
