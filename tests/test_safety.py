@@ -54,7 +54,7 @@ def formatted(draw: Any, digits: str) -> str:
 
 
 # Text around the number: no digits touching it (a longer digit run is not a card number).
-NO_DIGITS = st.text(alphabet=st.characters(blacklist_categories=("Nd",), blacklist_characters="\x00"), max_size=30)
+NO_DIGITS = st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs"), blacklist_characters="\x00"), max_size=30)
 
 
 @st.composite
