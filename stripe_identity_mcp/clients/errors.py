@@ -6,7 +6,8 @@ import re
 from typing import Any
 
 _KEY_RE = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*]+")
-_BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
+# A bearer credential: long and token-shaped (prose such as "bearer token" is left alone).
+_BEARER_RE = re.compile(r"(?i)(bearer\s+)(?=[^\s\"',]{12,})(?=[^\s\"',]*[0-9_])[^\s\"',]+")
 
 
 def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:

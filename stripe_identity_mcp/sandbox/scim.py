@@ -733,7 +733,7 @@ class ScimSandbox:
         offsets = sorted(rng.sample(range(0, 360 * 24), len(people)))
         order = list(range(len(people)))
         rng.shuffle(order)
-        for slot, idx in zip(offsets, order):
+        for slot, idx in zip(offsets, order, strict=True):
             email, display, given, family, active, uid = people[idx]
             created = (start + timedelta(hours=slot)).isoformat().replace("+00:00", "Z")
             user: dict[str, Any] = {
