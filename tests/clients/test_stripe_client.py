@@ -218,3 +218,12 @@ async def test_last_request_id_is_per_task_when_calls_interleave(empty_sandbox):
             tg.start_soon(task_b)
     assert seen["a"][0] and seen["a"][0] == seen["a"][1]
     assert seen["b"][0] and seen["b"][0] != seen["a"][0]
+
+
+def test_redaction_hides_credentials_but_not_prose():
+    from stripe_identity_mcp.clients.errors import redact
+
+    assert redact("Invalid API Key provided: sk_test_abc123") == "Invalid API Key provided: sk_test_…[redacted]"
+    assert redact("Authorization: Bearer scim_0123456789abcdef") == "Authorization: Bearer [redacted]"
+    assert redact("the SCIM bearer token was rejected") == "the SCIM bearer token was rejected"
+    assert redact("token is hunter2-secret", ["hunter2-secret"]) == "token is [redacted]"
