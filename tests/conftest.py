@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.types import ElicitResult
 
 from stripe_identity_mcp.server import build_server
 from stripe_identity_mcp.settings import Settings
@@ -82,3 +83,15 @@ async def mcp_client(settings: Settings, mode: str = "legacy", **kwargs: Any) ->
 def protocol_mode(request: pytest.FixtureRequest) -> str:
     """Both protocol generations: 2025-11-25 (legacy) and the newest (auto)."""
     return request.param  # type: ignore[no-any-return]
+
+
+def elicitation(answer: str | None, asked: list[str]) -> dict[str, Any]:
+    """Client kwargs for a human who answers `answer` (accept/decline/cancel); None = no elicitation."""
+    if answer is None:
+        return {}
+
+    async def callback(ctx: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action=answer, content={"confirm": True} if answer == "accept" else None)
+
+    return {"elicitation_callback": callback}

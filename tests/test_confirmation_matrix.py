@@ -13,7 +13,7 @@ import pytest
 from mcp.types import ElicitResult
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
-from tests.conftest import SANDBOX_KEY, make_settings, mcp_client
+from tests.conftest import SANDBOX_KEY, elicitation, make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
 
@@ -37,17 +37,6 @@ def is_deleted(sb: Any, customer_id: str) -> bool:
 
 def settings_for(sb: Any, tmp_path: Any, **overrides: Any) -> Any:
     return make_settings(sb, allow_writes=True, scim_token=None, audit_log=tmp_path / "audit.jsonl", **overrides)
-
-
-def elicitation(answer: str | None, asked: list[str]) -> dict[str, Any]:
-    if answer is None:
-        return {}
-
-    async def callback(ctx: Any, params: Any) -> ElicitResult:
-        asked.append(params.message)
-        return ElicitResult(action=answer, content={"confirm": True} if answer == "accept" else None)
-
-    return {"elicitation_callback": callback}
 
 
 async def test_delete_customer_confirmation_matrix(sandbox, protocol_mode, tmp_path):

@@ -11,10 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp.types import ElicitResult
 
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
-from tests.conftest import SCIM_TOKEN, make_settings, mcp_client
+from tests.conftest import SCIM_TOKEN, elicitation, make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
 
@@ -48,17 +47,6 @@ def writes(sb: Any, tmp_path: Any, **overrides: Any) -> Any:
 def audit_lines(tmp_path: Any) -> list[dict[str, Any]]:
     path = tmp_path / "audit.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def elicitation(answer: str | None, asked: list[str]) -> dict[str, Any]:
-    if answer is None:
-        return {}
-
-    async def callback(ctx: Any, params: Any) -> ElicitResult:
-        asked.append(params.message)
-        return ElicitResult(action=answer, content={"confirm": True} if answer == "accept" else None)
-
-    return {"elicitation_callback": callback}
 
 
 # --- registration ---------------------------------------------------------------------------------
