@@ -12,7 +12,7 @@ import inspect
 from typing import Any
 
 from mcp.types import CallToolResult, TextContent
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 
 def slim(schema: Any) -> Any:
@@ -75,3 +75,23 @@ def compact_results(server: Any) -> None:
             )
 
         tool.fn = wrapper
+
+
+def hide_rejected_values(server: Any) -> None:
+    """Argument errors name the field and the rule, never echo the rejected value.
+
+    The SDK reports invalid arguments with pydantic's text, which includes `input_value=…`: a card
+    number pasted into an id field would come straight back in the answer (and into transcripts).
+    """
+    for tool in server._tool_manager.list_tools():
+        meta = tool.fn_metadata
+        validate = meta.validate_arguments
+
+        def checked(arguments: Any, __validate: Any = validate) -> Any:
+            try:
+                return __validate(arguments)
+            except ValidationError as exc:
+                errors = exc.errors(include_url=False, include_context=True)
+                raise ValidationError.from_exception_data(exc.title, errors, hide_input=True) from None  # type: ignore[arg-type]
+
+        object.__setattr__(meta, "validate_arguments", checked)  # FuncMetadata is a pydantic model

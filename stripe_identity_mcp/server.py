@@ -10,7 +10,7 @@ from mcp.server.mcpserver import MCPServer
 from stripe_identity_mcp import __version__
 from stripe_identity_mcp.deps import AppDeps, open_deps
 from stripe_identity_mcp.prompts import register_prompts
-from stripe_identity_mcp.schema_slim import compact_results, slim_tools
+from stripe_identity_mcp.schema_slim import compact_results, hide_rejected_values, slim_tools
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets import REGISTRY
 
@@ -54,4 +54,5 @@ def build_server(
     register_prompts(server)
     slim_tools(server)
     compact_results(server)
+    hide_rejected_values(server)
     return server

@@ -205,3 +205,14 @@ async def test_describe_access_never_shows_the_key(empty_sandbox, protocol_mode)
     assert out["scim_configured"] is False and "STRIPE_SCIM_TOKEN" in out["scim_note"]
     assert "team" not in out["toolsets"]
     assert SANDBOX_KEY not in r.content[0].text
+
+
+async def test_rejected_argument_values_are_not_echoed(empty_sandbox):
+    card = "4242 4242 4242 4242"
+    async with mcp_client(make_settings(empty_sandbox)) as client:
+        r = await client.call_tool("get_customer", {"customer_id": card})
+        assert r.is_error
+        assert "customer_id" in r.content[0].text and "should match pattern" in r.content[0].text
+        assert card not in r.content[0].text and "4242" not in r.content[0].text
+        r = await client.call_tool("list_customers", {"limit": 101})
+        assert r.is_error and "limit" in r.content[0].text and "less than or equal to 100" in r.content[0].text
