@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from stripe_identity_mcp.clients.http import LazyHttpClient, TokenBucket
+from stripe_identity_mcp.clients.http import LazyHttpClient, RetryPolicy, TokenBucket
 from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.settings import Settings
 
@@ -37,8 +37,13 @@ def make_stripe(settings: Settings, http: LazyHttpClient) -> StripeClient:
         bucket=TokenBucket(rate),
         write_bucket=TokenBucket(rate),
         stripe_account=settings.stripe_account,
-        max_retries=settings.max_retries,
-        deadline_s=settings.retry_deadline_s,
+        policy=retry_policy(settings),
+    )
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_retries=settings.max_retries, deadline_s=settings.retry_deadline_s, attempt_timeout_s=settings.timeout_s
     )
 
 

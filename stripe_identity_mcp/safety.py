@@ -441,7 +441,10 @@ async def audit(ctx: Context, tool: str, target: str | None, args: dict[str, Any
         yield entry
     except ToolError as exc:
         cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, StripeIdentityError):  # mapped by tool_errors() inside the block
+        outcome = getattr(exc, "outcome", None)  # toolsets/proof.OutcomeError: what really happened
+        if isinstance(outcome, str):
+            write(outcome, last_id())
+        elif isinstance(cause, StripeIdentityError):  # mapped by tool_errors() inside the block
             write(_error_outcome(cause), getattr(cause, "request_id", None) or entry.request_id)
         else:  # our own refusal; a read made before it is not the write's request
             write("refused", entry.request_id)

@@ -26,6 +26,9 @@ class StripeIdentityError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # The attempts of the failed call (clients/http.py Trace): whether an earlier attempt of this
+        # call may have committed upstream decides what a 404 or 409 on a retry means.
+        self.trace: Any = None
 
 
 class InvalidTextError(StripeIdentityError):
@@ -51,6 +54,18 @@ class ApiConnectionError(StripeIdentityError):
 
 class ApiTimeoutError(ApiConnectionError):
     """The request or the retry deadline timed out."""
+
+
+class RedirectError(UnexpectedResponseError):
+    """The API answered 3xx. API clients never follow redirects: a login page or a proxy answered."""
+
+
+class LocalRateLimitError(StripeIdentityError):
+    """The client's own budget (or a server-supplied wait) would outlast the call's deadline; nothing sent."""
+
+    def __init__(self, message: str, *, retry_after_s: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s
 
 
 class ApiStatusError(StripeIdentityError):

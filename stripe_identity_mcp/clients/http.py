@@ -14,6 +14,8 @@ import anyio
 
 from stripe_identity_mcp.clients.errors import (
     ApiConnectionError,
+    LocalRateLimitError,
+    RedirectError,
     ApiStatusError,
     ApiTimeoutError,
     ConflictError,
@@ -38,37 +40,88 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 5.0
 
 
-class TokenBucket:
-    """Async token bucket: `rate` tokens/s, holding at most `burst`. Waiters are served in order.
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Every wait of one API call, as one value (tests inject a fast one; nothing else sleeps).
 
-    `observe()` lets the server's `Stripe-Ratelimit-*` headers tighten the pace: when the server
-    reports less than a tenth of its budget left, the bucket drains so the next callers wait.
+    deadline_s bounds the whole call: pacing waits, attempts (bodies included) and back-off. A wait
+    the server asks for (Retry-After) above `max_server_wait_s`, or beyond the deadline, is not
+    waited for: the call fails at once with "rate limited; retry after …".
     """
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    max_retries: int = 4
+    deadline_s: float = 30.0
+    attempt_timeout_s: float = 20.0  # one attempt, headers and body, however slowly they trickle
+    backoff_base_s: float = BACKOFF_BASE_S
+    backoff_cap_s: float = BACKOFF_CAP_S
+    max_server_wait_s: float = 10.0
+    jitter: bool = True
+
+    def backoff(self, attempt: int) -> float:
+        wait = min(self.backoff_cap_s, self.backoff_base_s * (2 ** max(0, attempt - 1)))
+        return wait * (0.5 + random.random() / 2) if self.jitter else wait
+
+
+class TokenBucket:
+    """Async token bucket: `rate` tokens/s, holding at most `burst`. Callers reserve in order.
+
+    `observe()` lets the server's `Stripe-Ratelimit-*` headers tighten the pace — boundedly: never
+    below `floor_fraction` of the configured rate, and back to it after `recover_s` (one odd header
+    must not slow a client until restart). `penalise()` after a 429 is capped at `max_penalty_s`.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        floor_fraction: float = 0.25,
+        recover_s: float = 60.0,
+        max_penalty_s: float = 10.0,
+    ) -> None:
+        self.base_rate = float(rate)
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else max(1.0, min(rate / 5, 10.0)))
+        self.floor = max(0.1, self.base_rate * floor_fraction)
+        self.recover_s = recover_s
+        self.max_penalty_s = max_penalty_s
         self._tokens = self.burst
         self._stamp = time.monotonic()
+        self._restore_at: float | None = None
         self._lock = anyio.Lock()
         self.server_limit: int | None = None
         self.server_remaining: int | None = None
 
     def _refill(self) -> None:
         now = time.monotonic()
+        if self._restore_at is not None and now >= self._restore_at:
+            self.rate, self._restore_at = self.base_rate, None
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
-    async def acquire(self) -> None:
-        async with self._lock:  # FIFO-ish: one waiter computes its wait at a time
+    async def acquire(self, max_wait: float | None = None) -> None:
+        """Take one token, waiting for it; LocalRateLimitError when that wait would exceed `max_wait`."""
+        async with self._lock:  # reservations in arrival order; the wait itself happens outside the lock
             self._refill()
+            wait = max(0.0, (1.0 - self._tokens) / self.rate)
+            if max_wait is not None and wait > max_wait:
+                raise LocalRateLimitError(
+                    f"rate limited; retry after {wait:.1f}s (the client's budget for this key is spent)",
+                    retry_after_s=wait,
+                    hint="wait a little or lower concurrency; nothing was sent",
+                )
             self._tokens -= 1.0
-            if self._tokens < 0:
-                await anyio.sleep(-self._tokens / self.rate)
+        if wait > 0:
+            try:
+                await anyio.sleep(wait)
+            except BaseException:
+                self._tokens += 1.0  # cancelled while waiting: the slot was never used
+                raise
 
     def penalise(self, seconds: float) -> None:
-        """After a 429, stop everyone for about `seconds`."""
+        """After a 429, stop everyone for about `seconds` (at most max_penalty_s)."""
         self._refill()
+        seconds = min(max(seconds, 0.0), self.max_penalty_s)
         self._tokens = min(self._tokens, -seconds * self.rate)
 
     def observe(self, headers: Mapping[str, str]) -> None:
@@ -78,10 +131,12 @@ class TokenBucket:
             if limit is None or remaining is None:
                 return
             self.server_limit, self.server_remaining = int(float(limit)), int(float(remaining))
-        except ValueError:
+        except (ValueError, OverflowError):
             return
-        if self.server_limit > 0 and self.server_limit < self.rate:
-            self.rate = float(self.server_limit)  # the server's limit is lower than ours: adopt it
+        if 0 < self.server_limit < self.rate:  # the server's limit is lower than ours: follow it, boundedly
+            self._refill()
+            self.rate = max(float(self.server_limit), self.floor)
+            self._restore_at = time.monotonic() + self.recover_s
         if self.server_limit > 0 and self.server_remaining < self.server_limit / 10:
             self._refill()
             self._tokens = min(self._tokens, 0.0)
@@ -104,6 +159,26 @@ class Stats:
     by_status: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass
+class Trace:
+    """What the attempts of one call did. `uncertain` attempts reached the server and may have
+    committed (timeouts after sending, resets, 5xx, redirects of writes) — so a 404 or 409 on a later
+    attempt may be our own earlier attempt's doing, and a replay may be this call's own creation."""
+
+    method: str
+    path: str
+    attempts: int = 0
+    uncertain: list[int] = field(default_factory=list)  # attempt numbers
+
+    @property
+    def earlier_attempt_may_have_committed(self) -> bool:
+        return any(n < self.attempts for n in self.uncertain)
+
+    @property
+    def last_attempt_uncertain(self) -> bool:
+        return self.attempts in self.uncertain
+
+
 class _Retryable(Exception):
     """Internal: carries a retryable failure through tenacity."""
 
@@ -111,16 +186,6 @@ class _Retryable(Exception):
         super().__init__(error.message)
         self.error = error
         self.wait_hint = wait_hint
-
-
-def _wait(state: RetryCallState) -> float:
-    """Exponential backoff with full jitter (0.5 s → 5 s), at least the server's Retry-After."""
-    exc = state.outcome.exception() if state.outcome else None
-    backoff = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** (state.attempt_number - 1)))
-    wait = backoff * (0.5 + random.random() / 2)
-    if isinstance(exc, _Retryable) and exc.wait_hint:
-        wait = max(wait, min(exc.wait_hint, BACKOFF_CAP_S * 2))
-    return wait
 
 
 class LazyHttpClient:
@@ -154,7 +219,12 @@ class LazyHttpClient:
 
 
 class HttpApi:
-    """A paced, retrying JSON-over-HTTP caller. Subclasses define auth headers and body encoding."""
+    """A paced, retrying JSON-over-HTTP caller. Subclasses define auth headers and body encoding.
+
+    Success is only what proves itself: a 3xx is an error (API clients never follow redirects; a
+    login page or an intercepting proxy answered), a body that is not JSON — or nested beyond any
+    real answer — is an error, and callers parse bodies into models, so `{}` is not an object.
+    """
 
     service = "API"
 
@@ -169,6 +239,7 @@ class HttpApi:
         write_bucket: TokenBucket | None = None,
         max_retries: int = 4,
         deadline_s: float = 30.0,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
@@ -176,14 +247,22 @@ class HttpApi:
         self.secrets = secrets
         self.bucket = bucket  # reads
         self.write_bucket = write_bucket or bucket  # Stripe budgets reads and writes separately
-        self.max_retries = max_retries
-        self.deadline_s = deadline_s
+        self.policy = policy or RetryPolicy(max_retries=max_retries, deadline_s=deadline_s)
         self.stats = Stats()
         # What the last response said, per task: concurrent tool calls share this client, and each
-        # must read back its own request id (for the audit log) and its own replay flag.
+        # must read back its own request id (for the audit log), replay flag and attempt trace.
         self._last: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar(
             f"last_response_{id(self)}", default=(None, False)
         )
+        self._trace: contextvars.ContextVar[Trace | None] = contextvars.ContextVar(f"trace_{id(self)}", default=None)
+
+    @property
+    def max_retries(self) -> int:
+        return self.policy.max_retries
+
+    @property
+    def deadline_s(self) -> float:
+        return self.policy.deadline_s
 
     @property
     def last_request_id(self) -> str | None:
@@ -203,6 +282,11 @@ class HttpApi:
     def last_replayed(self, value: bool) -> None:
         self._last.set((self._last.get()[0], value))
 
+    @property
+    def last_trace(self) -> Trace | None:
+        """The attempts of the current task's last call."""
+        return self._trace.get()
+
     def _should_retry(self, response: httpx.Response) -> tuple[bool, float | None]:
         should = response.headers.get("stripe-should-retry")
         if should == "false":
@@ -210,8 +294,10 @@ class HttpApi:
         retry_after = None
         try:
             retry_after = float(response.headers.get("retry-after", ""))
-        except ValueError:
+        except (ValueError, OverflowError):
             pass
+        if retry_after is not None and not 0 <= retry_after < float("inf"):
+            retry_after = None
         if should == "true":
             return True, retry_after
         status = response.status_code
@@ -222,44 +308,80 @@ class HttpApi:
         return False, None
 
     @staticmethod
-    def _is_lock_timeout(response: httpx.Response) -> bool:
+    def _decode(response: httpx.Response) -> Any:
+        """JSON of a response, or None when it is not (JSON) or nested beyond any real answer."""
         try:
-            return response.json().get("error", {}).get("code") == "lock_timeout"
-        except (ValueError, AttributeError):
-            return False
+            return response.json()
+        except (ValueError, RecursionError):  # json.JSONDecodeError is a ValueError
+            return None
+
+    def _is_lock_timeout(self, response: httpx.Response) -> bool:
+        body = self._decode(response)
+        error = body.get("error") if isinstance(body, dict) else None
+        return isinstance(error, dict) and error.get("code") == "lock_timeout"
 
     def _error_from(self, response: httpx.Response) -> ApiStatusError:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        return parse_error_body(response.status_code, body, response.headers.get("request-id"), self.secrets)
+        return parse_error_body(
+            response.status_code, self._decode(response), response.headers.get("request-id"), self.secrets
+        )
 
     @property
     def client(self) -> httpx.AsyncClient:
         return self.http.get() if isinstance(self.http, LazyHttpClient) else self.http
 
-    async def _once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _redirect_error(self, method: str, url: str, response: httpx.Response) -> RedirectError:
+        location = response.headers.get("location", "")
+        shown = redact(location.split("?", 1)[0][:120], self.secrets) if location else "nowhere"
+        return RedirectError(
+            f"{self.service} answered HTTP {response.status_code} (redirect to {shown}) to {method} "
+            f"{self._path(url)}: that is not an API answer (a login page, a wrong base URL or an "
+            "intercepting proxy answered); redirects are never followed",
+            hint=f"check that {self.base_url} is the API's base URL",
+        )
+
+    async def _once(self, method: str, url: str, trace: Trace, remaining: float, **kwargs: Any) -> httpx.Response:
         import httpx
 
         bucket = self.bucket if method == "GET" else self.write_bucket
-        await bucket.acquire()
+        paced_from = time.monotonic()
+        await bucket.acquire(max_wait=remaining)
+        left = remaining - (time.monotonic() - paced_from)
+        trace.attempts += 1
         self.stats.requests += 1
+        writes = method != "GET"
         try:
-            response = await self.client.request(method, url, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise _Retryable(ApiTimeoutError(f"{self.service} timed out on {method} {self._path(url)}")) from exc
-        except httpx.TransportError as exc:
+            # One bound for the whole attempt, body included: httpx's timeout is per read, and a body
+            # trickled a byte at a time would otherwise never end.
+            with anyio.fail_after(max(0.01, min(self.policy.attempt_timeout_s, left))):
+                response = await self.client.request(method, url, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never sent
             what = redact(type(exc).__name__ + (f": {exc}" if str(exc) else ""), self.secrets)
             raise _Retryable(
                 ApiConnectionError(f"could not reach {self.service} at {self.base_url} ({what})")
             ) from exc
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            if writes:
+                trace.uncertain.append(trace.attempts)
+            raise _Retryable(ApiTimeoutError(f"{self.service} timed out on {method} {self._path(url)}")) from exc
+        except httpx.TransportError as exc:  # sent, answer lost: the server may have acted on it
+            if writes:
+                trace.uncertain.append(trace.attempts)
+            what = redact(type(exc).__name__ + (f": {exc}" if str(exc) else ""), self.secrets)
+            raise _Retryable(
+                ApiConnectionError(f"could not reach {self.service} at {self.base_url} ({what}); the answer was lost")
+            ) from exc
         self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
         bucket.observe(response.headers)
-        if response.status_code < 400:
+        if 300 <= response.status_code < 400:
+            if writes:
+                trace.uncertain.append(trace.attempts)
+            raise self._redirect_error(method, url, response)
+        if response.status_code < 300:
             return response
         retry, wait_hint = self._should_retry(response)
         error = self._error_from(response)
+        if response.status_code >= 500 and writes:
+            trace.uncertain.append(trace.attempts)  # a 5xx's outcome is indeterminate
         if response.status_code == 429:
             self.stats.rate_limited += 1
             bucket.penalise(wait_hint or 1.0)
@@ -270,38 +392,69 @@ class HttpApi:
     def _path(self, url: str) -> str:
         return url[len(self.base_url) :] if url.startswith(self.base_url) else url
 
+    def _wait(self, state: RetryCallState) -> float:
+        """Exponential backoff with jitter, at least the server's Retry-After (stop() refuses long ones)."""
+        exc = state.outcome.exception() if state.outcome else None
+        wait = self.policy.backoff(state.attempt_number)
+        if isinstance(exc, _Retryable) and exc.wait_hint:
+            wait = max(wait, exc.wait_hint)
+        return wait
+
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send with pacing and retries; raise a typed StripeIdentityError on failure."""
-        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
+        from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
         url = self.base_url + path
-        attempts = 0
+        trace = Trace(method, path)
+        self._trace.set(trace)
         started = time.monotonic()
+        policy = self.policy
+
+        def remaining() -> float:
+            return policy.deadline_s - (time.monotonic() - started)
+
+        def stop(state: RetryCallState) -> bool:
+            upcoming = state.upcoming_sleep
+            too_long = upcoming > policy.max_server_wait_s and upcoming > policy.backoff_cap_s
+            return state.attempt_number > policy.max_retries or too_long or upcoming >= remaining()
+
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
-                stop=stop_after_attempt(self.max_retries + 1) | stop_after_delay(self.deadline_s),
-                wait=_wait,
+                stop=stop,
+                wait=self._wait,
+                sleep=anyio.sleep,
                 reraise=True,
             ):
                 with attempt:
-                    attempts += 1
-                    if attempts > 1:
+                    if trace.attempts >= 1:
                         self.stats.retries += 1
-                        log.info("retry %d of %s %s", attempts - 1, method, path)
-                    return await self._once(method, url, **kwargs)
+                        log.info("retry %d of %s %s", trace.attempts, method, path)
+                    return await self._once(method, url, trace, remaining(), **kwargs)
         except _Retryable as exc:
-            raise self._exhausted(exc.error, attempts, time.monotonic() - started) from None
+            raise self._exhausted(exc, trace, time.monotonic() - started, remaining()) from None
+        except StripeIdentityError as exc:
+            exc.trace = trace
+            raise
         except UnicodeEncodeError as exc:  # httpx encoding params / a JSON body
             raise InvalidTextError(self.service, exc) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _exhausted(self, error: StripeIdentityError, attempts: int, elapsed: float) -> StripeIdentityError:
+    def _exhausted(self, failure: _Retryable, trace: Trace, elapsed: float, remaining: float) -> StripeIdentityError:
+        error = failure.error
+        error.trace = trace
+        attempts = trace.attempts
         tried = f"gave up after {attempts} attempt{'s' * (attempts != 1)} over {elapsed:.1f}s"
+        wait = failure.wait_hint
+        asked_long = wait is not None and (wait > self.policy.max_server_wait_s or wait >= remaining)
         if isinstance(error, ApiStatusError):
             error.retries = attempts - 1
             if isinstance(error, RateLimitError):
-                error.hint = f"rate limited by {self.service}; {tried}. Wait a little or lower concurrency."
+                if asked_long:
+                    error.message = f"rate limited; retry after {wait:.0f}s ({self.service} asked for that wait)"
+                    error.hint = f"{tried}; the server's Retry-After is longer than this call may wait"
+                else:
+                    error.hint = f"rate limited by {self.service}; {tried}. Wait a little or lower concurrency."
             elif isinstance(error, (ServerError, ConflictError)):
                 error.hint = f"{self.service} kept failing; {tried}. Retry later; check status.stripe.com."
             return error
@@ -315,21 +468,32 @@ class HttpApi:
 
         try:
             return model.model_validate(data)
-        except ValidationError as exc:
-            fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})[:5]
+        except (ValidationError, RecursionError) as exc:
+            fields = (
+                sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})[:5]
+                if isinstance(exc, ValidationError)
+                else ["body"]
+            )
             name = getattr(model, "__name__", "object").split("[")[0]
-            raise UnexpectedResponseError(
+            error = UnexpectedResponseError(
                 f"unexpected answer from {self.service}: not a {name} (missing/invalid: {', '.join(fields)})",
                 hint=f"request_id={self.last_request_id}" if self.last_request_id else None,
-            ) from None
+            )
+            error.trace = self.last_trace
+            raise error from None
 
-    @staticmethod
-    def json(response: httpx.Response) -> Any:
+    def json(self, response: httpx.Response) -> Any:
+        """The decoded body; None only for a body-less answer (204 / empty). Not JSON → an error."""
         if response.status_code == 204 or not response.content:
             return None
         try:
             return response.json()
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            raise ApiConnectionError(
-                f"unexpected non-JSON answer (HTTP {response.status_code}, {response.headers.get('content-type')})"
-            ) from exc
+        except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
+            kind = "nested too deeply" if isinstance(exc, RecursionError) else "non-JSON"
+            error = UnexpectedResponseError(
+                f"unexpected {kind} answer from {self.service} (HTTP {response.status_code}, "
+                f"{redact(str(response.headers.get('content-type'))[:60], self.secrets)}): not an API answer",
+                hint=f"check that {self.base_url} is the API's base URL (a proxy or login page may have answered)",
+            )
+            error.trace = self.last_trace
+            raise error from None

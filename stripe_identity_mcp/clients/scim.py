@@ -6,23 +6,25 @@ errors. Pacing: its own bucket at SCIM_RATE requests/s (10 r/s: Stripe publishes
 identity providers push far less than that, and offboarding is never bulk-urgent), shared by reads
 and writes — a separate budget from the API key's.
 
-Retries and writes. Connection errors, 429 and 5xx are retried for every method. That is safe:
-- POST: userName is unique, so a retry can never create a second user; if the first attempt
-  committed but its answer was lost, the retry meets 409 uniqueness, and create_user then looks the
-  email up and returns that user marked `recovered` (a 409 on the first attempt is a real duplicate).
+Retries and writes. Connection errors, 429 and 5xx are retried for every method; each call's
+attempts are traced (clients/http.py Trace), so a retry's answer is read in the light of what the
+earlier attempts may have done:
+- POST: userName is unique, so a retry can never create a second user. A 409 counts as our own lost
+  create only when an earlier attempt of this call may have committed (its answer was lost or it got
+  a 5xx); after a 429 — which proves nothing was done — a 409 is the uniqueness refusal it is.
 - PATCH active=false is idempotent.
-- DELETE: a 404 on a retry means the first attempt deleted the user: that is success.
+- DELETE: a 404 on a retry after an uncertain attempt means that attempt deleted the user.
+The team tools read the member back after every removal: a 204 or an empty body proves nothing.
 """
 
 from __future__ import annotations
 
 import json
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from stripe_identity_mcp import __version__
-from stripe_identity_mcp.clients.errors import ConflictError, NotFoundError
-from stripe_identity_mcp.clients.http import HttpApi, LazyHttpClient, TokenBucket
+from stripe_identity_mcp.clients.errors import ConflictError, NotFoundError, UnexpectedResponseError
+from stripe_identity_mcp.clients.http import HttpApi, LazyHttpClient, RetryPolicy, TokenBucket
 from stripe_identity_mcp.clients.stripe import path_segment
 from stripe_identity_mcp.models.scim import PATCH_SCHEMA, USER_SCHEMA, ScimListResponse, ScimUser
 
@@ -34,9 +36,6 @@ if TYPE_CHECKING:
 SCIM_JSON = "application/scim+json"
 SCIM_RATE = 10.0
 MAX_COUNT = 100
-
-# Attempts made by the current task's request (a list so the retry loop can bump it in place).
-_attempts: ContextVar[list[int] | None] = ContextVar("scim_attempts", default=None)
 
 
 def filter_value(value: str) -> str:
@@ -56,6 +55,7 @@ class ScimClient(HttpApi):
         rate: float = SCIM_RATE,
         max_retries: int = 4,
         deadline_s: float = 30.0,
+        policy: RetryPolicy | None = None,
     ) -> None:
         headers = {
             "Authorization": f"Bearer {token}",
@@ -70,6 +70,7 @@ class ScimClient(HttpApi):
             bucket=TokenBucket(rate),
             max_retries=max_retries,
             deadline_s=deadline_s,
+            policy=policy,
         )
 
     @classmethod
@@ -81,15 +82,12 @@ class ScimClient(HttpApi):
             http,
             token=token,
             base_url=settings.scim_base,
-            max_retries=settings.max_retries,
-            deadline_s=settings.retry_deadline_s,
+            policy=RetryPolicy(
+                max_retries=settings.max_retries,
+                deadline_s=settings.retry_deadline_s,
+                attempt_timeout_s=settings.timeout_s,
+            ),
         )
-
-    async def _once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        counter = _attempts.get()
-        if counter is not None:
-            counter[0] += 1
-        return await super()._once(method, url, **kwargs)
 
     async def call(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None) -> Any:
         """One SCIM call → decoded JSON (None for 204 / empty bodies)."""
@@ -103,18 +101,6 @@ class ScimClient(HttpApi):
         self.last_request_id = response.headers.get("request-id")
         return self.json(response)
 
-    async def _counted(self, method: str, path: str, **kwargs: Any) -> tuple[Any, int]:
-        """Like call(), also returning how many attempts it took (the error carries it as `.attempts`)."""
-        counter = [0]
-        token = _attempts.set(counter)
-        try:
-            return await self.call(method, path, **kwargs), counter[0]
-        except Exception as exc:
-            exc.attempts = counter[0]  # type: ignore[attr-defined]
-            raise
-        finally:
-            _attempts.reset(token)
-
     @staticmethod
     def _user_path(user_id: str) -> str:
         return f"/Users/{path_segment(user_id, 'member_id')}"
@@ -126,7 +112,7 @@ class ScimClient(HttpApi):
         params: dict[str, Any] = {"startIndex": max(1, start_index), "count": max(0, min(count, MAX_COUNT))}
         if filter:
             params["filter"] = filter
-        return self.parse(ScimListResponse, await self.call("GET", "/Users", params=params) or {})
+        return self.parse(ScimListResponse, await self.call("GET", "/Users", params=params))
 
     async def get_user(self, user_id: str) -> ScimUser:
         return self.parse(ScimUser, await self.call("GET", self._user_path(user_id)))
@@ -156,27 +142,35 @@ class ScimClient(HttpApi):
             body["displayName"] = display
         body["emails"] = [{"value": email, "primary": True, "type": "work"}]
         try:
-            data, _ = await self._counted("POST", "/Users", body=body)
+            data = await self.call("POST", "/Users", body=body)
         except ConflictError as exc:
-            if getattr(exc, "attempts", 1) <= 1:
-                raise  # a genuine duplicate
+            if exc.trace is None or not exc.trace.earlier_attempt_may_have_committed:
+                raise  # a genuine duplicate (a 429 or a refused attempt before it proves nothing was made)
             existing = await self.find_by_email(email)
             if existing is None:
                 raise
             existing._recovered = True  # our earlier attempt created it; its answer was lost
             return existing
-        return self.parse(ScimUser, data)
+        user = self.parse(ScimUser, data)
+        if user.userName.lower() != email.lower():
+            raise UnexpectedResponseError(
+                f"Stripe SCIM answered the create with another user ({user.id}), not {email}: nothing is proven",
+                hint="check the member list with list_team_members before trying again",
+            )
+        return user
 
     async def deactivate_user(self, user_id: str) -> ScimUser | None:
-        """PATCH active=false. Returns the user when the provider answers 200 with a body, None on 204."""
+        """PATCH active=false. The user when the answer has one (callers still read back), None on 204."""
         body = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "replace", "value": {"active": False}}]}
         data = await self.call("PATCH", self._user_path(user_id), body=body)
-        return self.parse(ScimUser, data) if data else None
+        return self.parse(ScimUser, data) if data is not None else None
 
-    async def delete_user(self, user_id: str) -> None:
+    async def delete_user(self, user_id: str) -> Literal["deleted", "answer_lost"]:
+        """DELETE; "answer_lost" when a retry met 404 after an attempt that may have deleted it."""
         try:
-            await self._counted("DELETE", self._user_path(user_id))
+            await self.call("DELETE", self._user_path(user_id))
         except NotFoundError as exc:
-            if getattr(exc, "attempts", 1) <= 1:
-                raise  # it was never there
-            # an earlier attempt deleted it; only its answer was lost
+            if exc.trace is None or not exc.trace.earlier_attempt_may_have_committed:
+                raise  # it was not there when we asked
+            return "answer_lost"
+        return "deleted"

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 
 from stripe_identity_mcp import __version__
 from stripe_identity_mcp.clients.errors import BadRequestError, InvalidTextError
-from stripe_identity_mcp.clients.http import HttpApi, LazyHttpClient, TokenBucket
+from stripe_identity_mcp.clients.http import HttpApi, LazyHttpClient, RetryPolicy, TokenBucket
 from stripe_identity_mcp.models.stripe import (
     Account,
     Customer,
@@ -96,6 +96,7 @@ class StripeClient(HttpApi):
         stripe_account: str | None = None,
         max_retries: int = 4,
         deadline_s: float = 30.0,
+        policy: RetryPolicy | None = None,
     ) -> None:
         headers = {
             "Authorization": f"Bearer {api_key}",
@@ -113,6 +114,7 @@ class StripeClient(HttpApi):
             write_bucket=write_bucket,
             max_retries=max_retries,
             deadline_s=deadline_s,
+            policy=policy,
         )
 
     async def call(

@@ -70,7 +70,9 @@ class ScimUser(_Scim):
 
 
 class ScimListResponse(_Scim):
-    totalResults: int = 0
+    # Required: `{}` or another resource answered with 200 is not an (empty) list.
+    schemas: list[str]
+    totalResults: int
     startIndex: int = 1
     itemsPerPage: int | None = None
     Resources: list[ScimUser] = []
@@ -110,6 +112,7 @@ class TeamMemberRemoval(Compact):
     active: bool | None = Field(None, description="state Stripe reports after deactivation; absent when deleted")
     note: str
     api_keys_warning: str
+    warnings: list[str] = []
 
 
 def member_of(user: ScimUser) -> TeamMember:

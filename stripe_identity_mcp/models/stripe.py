@@ -28,7 +28,7 @@ class InvoiceSettings(StripeObject):
 
 class Customer(StripeObject):
     id: str
-    object: Literal["customer"] = "customer"
+    object: Literal["customer"]  # required: a body without it is not this object
     created: int | None = None
     email: str | None = None
     name: str | None = None
@@ -46,14 +46,14 @@ class Customer(StripeObject):
 
 
 class ListObject(StripeObject, Generic[T]):
-    object: Literal["list"] = "list"
+    object: Literal["list"]  # required: a body without it is not this object
     data: list[T]
     has_more: bool = False
     url: str | None = None
 
 
 class SearchResult(StripeObject, Generic[T]):
-    object: Literal["search_result"] = "search_result"
+    object: Literal["search_result"]  # required: a body without it is not this object
     data: list[T]
     has_more: bool = False
     next_page: str | None = None
@@ -71,7 +71,7 @@ class Card(StripeObject):
 
 class PaymentMethod(StripeObject):
     id: str
-    object: Literal["payment_method"] = "payment_method"
+    object: Literal["payment_method"]  # required: a body without it is not this object
     type: str | None = None
     customer: str | None = None
     card: Card | None = None
@@ -81,7 +81,7 @@ class PaymentMethod(StripeObject):
 
 class Subscription(StripeObject):
     id: str
-    object: Literal["subscription"] = "subscription"
+    object: Literal["subscription"]  # required: a body without it is not this object
     customer: str | None = None
     status: str | None = None
     created: int | None = None
@@ -89,7 +89,7 @@ class Subscription(StripeObject):
 
 class PortalSession(StripeObject):
     id: str
-    object: Literal["billing_portal.session"] = "billing_portal.session"
+    object: Literal["billing_portal.session"]  # required: a body without it is not this object
     url: str
     customer: str
     return_url: str | None = None
@@ -113,7 +113,7 @@ class BusinessProfile(StripeObject):
 
 class Account(StripeObject):
     id: str
-    object: Literal["account"] = "account"
+    object: Literal["account"]  # required: a body without it is not this object
     type: str | None = None
     email: str | None = None
     country: str | None = None

@@ -42,6 +42,8 @@ from stripe_identity_mcp.safety import (
 )
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import DESTRUCTIVE, READ, WRITE, deps, tool_error
+from stripe_identity_mcp.toolsets.proof import GONE, Proven, prove
+from stripe_identity_mcp.untrusted import clean, has_lookalikes, quoted, same_email
 
 TOOLSET = "team"
 
@@ -56,11 +58,13 @@ ROLE_REFUSAL = (
     "member has no permissions until their first SSO sign-in. Nothing was provisioned."
 )
 NEW_MEMBER_NOTE = "no permissions until first SSO sign-in; roles come from your IdP's SAML attribute statements"
-REMOVED_NOTE = (
-    "Dashboard access is revoked immediately. Stripe deletes the user on deactivation too; provisioning "
-    "the email again creates a new member."
-)
-DELETED_NOTE = "Dashboard access is revoked immediately; provisioning the email again creates a new member."
+GONE_NOTE = "The member no longer exists: Dashboard access is revoked."
+INACTIVE_NOTE = "The member is inactive: Dashboard access is revoked."
+REMOVAL_FACTS = {
+    "deactivated": "Stripe deletes the user on deactivation too; provisioning the email again creates a new member.",
+    "deleted": "Provisioning the email again creates a new member.",
+}
+VERIFIED_NOTE = "(verified: the member was read back after the change)"
 SCAN_PAGES = 20  # active-filter scans read at most 2 000 members
 
 EMAIL_PATTERN = r"^\S+@\S+$"
@@ -130,6 +134,75 @@ def _inactive_warning(user: ScimUser) -> list[str]:
     return ["deactivated member — API keys they created or saw remain valid until rotated (Developers → API keys)"]
 
 
+# --- proof of removal --------------------------------------------------------------------------------
+async def prove_removed(
+    app: AppDeps, scim: ScimClient, user: ScimUser, action: Literal["deactivated", "deleted"]
+) -> Proven[Any, ScimUser]:
+    """Deactivate or delete, then prove it: the answer when it shows the new state, else a read-back.
+
+    Stripe answers a deactivation with 204 and deletes the member (or, elsewhere, 200 with the user
+    inactive) and a deletion with 204; neither a 204 nor `200 {}` proves anything, so the member is
+    read back. Access is revoked when the member is gone or inactive — nothing less counts.
+    """
+
+    async def write() -> Any:
+        if action == "deactivated":
+            return await scim.deactivate_user(user.id)
+        return await scim.delete_user(user.id)
+
+    async def read_back() -> ScimUser | str:
+        try:
+            return await scim.get_user(user.id)
+        except NotFoundError:
+            return GONE
+
+    def settled(state: ScimUser | str) -> bool:
+        if state == GONE:
+            return True
+        return action == "deactivated" and isinstance(state, ScimUser) and not state.active
+
+    def describe(state: ScimUser | str) -> str:
+        if state == GONE:
+            return "the member no longer exists (404)"
+        assert isinstance(state, ScimUser)
+        return "the member is inactive" if not state.active else "the member is still ACTIVE: Dashboard access is NOT revoked"
+
+    return await prove(
+        write,
+        proves=lambda answer: isinstance(answer, ScimUser) and answer.id == user.id and not answer.active,
+        read_back=read_back,
+        settled=settled,
+        describe=describe,
+        action=f"{'deactivate' if action == 'deactivated' else 'delete'} team member {user.userName} ({user.id})",
+        check=f"get_team_member(member_id='{user.id}') or the Dashboard (Settings → Team and security)",
+        trace_of=lambda: scim.last_trace,
+        explain=lambda exc: str(scim_error(exc, app, user.id)),
+    )
+
+
+async def prove_provisioned(
+    app: AppDeps,
+    scim: ScimClient, email: str, given_name: str | None, family_name: str | None, display_name: str | None
+) -> Proven[ScimUser, ScimUser]:
+    """Create the member; when the answer proves nothing (redirect, wrong shape, lost), look the email up."""
+
+    async def read_back() -> ScimUser | str:
+        found = await scim.find_by_email(email)
+        return GONE if found is None else found
+
+    return await prove(
+        lambda: scim.create_user(email, given_name, family_name, display_name),
+        proves=lambda user: user.userName.lower() == email.lower(),
+        read_back=read_back,
+        settled=lambda state: isinstance(state, ScimUser),
+        describe=lambda state: "no member with that email exists" if state == GONE else "a member with that email exists",
+        action=f"provision team member {email}",
+        check=f"list_team_members(email='{email}')",
+        trace_of=lambda: scim.last_trace,
+        explain=lambda exc: str(scim_error(exc, app)),
+    )
+
+
 # --- confirmation gate ------------------------------------------------------------------------------
 def _member_gate(action: str, verb: str) -> Any:
     """Resolver: confirm must equal the member's email or id; the human is asked when the client can."""
@@ -147,18 +220,22 @@ def _member_gate(action: str, verb: str) -> Any:
             user = await _read(app, member_id, email)
         except ToolError as exc:
             return Refusal(f"{exc} Nothing was {action}.")
-        if confirm != user.id and confirm.lower() != user.userName.lower():
+        if confirm != user.id and not same_email(confirm, user.userName):
+            lookalike = " (it holds non-ASCII look-alike characters)" if has_lookalikes(confirm) else ""
             return Refusal(
-                f"confirm does not match: it must be exactly '{user.userName}' or '{user.id}'; "
+                f"confirm does not match{lookalike}: it must be exactly '{user.userName}' or '{user.id}'; "
                 f"call again with confirm='{given}'. Nothing was {action}."
             )
         if app.settings.confirm != "elicit" or not can_elicit(ctx):
             return Confirmation(confirm=True)
-        who = f"{user.displayName} <{user.userName}>" if user.displayName else user.userName
+        # Trusted facts first (id, email, mode, state, consequences); the display name — text anyone with
+        # IdP access can set — last, cleaned and quoted.
         state = "active" if user.active else "already inactive"
+        name = quoted("Display name", user.displayName)
         question = (
-            f"{verb.capitalize()} Dashboard team member {who} (id {user.id}, {state}) in {app.mode_label} mode? "
-            f"{REMOVED_NOTE} {API_KEYS_WARNING}"
+            f"{verb.capitalize()} Dashboard team member id {user.id}, email {clean(user.userName, 254)} "
+            f"({state}), in {app.mode_label} mode? Dashboard access is revoked immediately; Stripe deletes the "
+            f"user on deactivation too. {API_KEYS_WARNING}" + (f" {name}." if name else "")
         )
         return Elicit(question, Confirmation)
 
@@ -249,13 +326,16 @@ def register_writes(server: MCPServer) -> None:
             if role is not None:
                 raise ToolError(ROLE_REFUSAL)
             refuse_card_numbers(email=email, given_name=given_name, family_name=family_name, display_name=display_name)
-            user = await scim.create_user(email, given_name, family_name, display_name)
+            proof = await prove_provisioned(app, scim, email, given_name, family_name, display_name)
+            user = proof.answer if isinstance(proof.answer, ScimUser) else proof.state
+            assert isinstance(user, ScimUser)
             entry.target = user.id
-        warnings = []
+            entry.outcome = "ok (recovered: our first attempt made it; its answer was lost)" if user.recovered else proof.audit_outcome
+        warnings = list(proof.notes)
         if user.recovered:
             warnings.append(
-                "the first attempt's answer was lost and the retry found this email already provisioned: "
-                "check this is the member you meant"
+                "the first attempt's answer was lost (it may have committed) and the retry found this email "
+                "provisioned: almost certainly that first attempt made it — check this is the member you meant"
             )
         return TeamMemberResult(member=member_of(user), note=NEW_MEMBER_NOTE, warnings=warnings)
 
@@ -277,20 +357,22 @@ def register_writes(server: MCPServer) -> None:
             user = await find_member(scim, member_id, email)
             entry.target = user.id
             entry.on_error = lambda exc: scim_error(exc, app, user.id)
-            active: bool | None = None
-            if action == "deactivated":
-                after = await scim.deactivate_user(user.id)
-                if after is None:  # 204: ask what happened (Stripe may have deleted it outright)
-                    try:
-                        after = await scim.get_user(user.id)
-                    except NotFoundError:
-                        after = None
-                active = after.active if after is not None else None
-            else:
-                await scim.delete_user(user.id)
-        note = REMOVED_NOTE if action == "deactivated" else DELETED_NOTE
+            proof = await prove_removed(app, scim, user, action)
+            entry.outcome = proof.audit_outcome
+        state = proof.state
+        active = state.active if isinstance(state, ScimUser) else None
+        if isinstance(proof.answer, ScimUser) and state is None:
+            active = proof.answer.active
+        gone = state == GONE
+        note = f"{GONE_NOTE if gone else INACTIVE_NOTE} {REMOVAL_FACTS[action]} {VERIFIED_NOTE}"
         return TeamMemberRemoval(
-            action=action, id=user.id, email=user.userName, active=active, note=note, api_keys_warning=API_KEYS_WARNING
+            action=action,
+            id=user.id,
+            email=user.userName,
+            active=None if gone else active,
+            note=note,
+            api_keys_warning=API_KEYS_WARNING,
+            warnings=proof.notes,
         )
 
     @server.tool(annotations=DESTRUCTIVE)

@@ -174,7 +174,7 @@ async def test_deactivate_answers_200_with_body_and_keeps_user_inactive(sandbox)
 async def test_delete_user_then_404(sandbox):
     async with httpx.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
-        assert await scim.delete_user(OMAR) is None
+        assert await scim.delete_user(OMAR) == "deleted"
         with pytest.raises(NotFoundError):
             await scim.get_user(OMAR)
         with pytest.raises(NotFoundError):  # a first-attempt 404 is a real "not there"
@@ -186,7 +186,7 @@ async def test_lost_delete_answer_counts_as_deleted(sandbox):
     arm(sandbox, kind="drop_after_commit", path=f"/scim/v2/Users/{OMAR}", method="DELETE")
     async with httpx.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
-        assert await scim.delete_user(OMAR) is None
+        assert await scim.delete_user(OMAR) == "answer_lost"  # deleted by the first attempt; the retry met 404
     assert dropped(sandbox) == 1 and scim.stats.retries == 1
     assert scim.stats.by_status == {404: 1}  # the retry's 404 is the proof it was deleted
     assert OMAR not in sandbox.sandbox.scim.users
