@@ -217,6 +217,8 @@ def confirm_resolver(
     action: str = "deleted",
     what: str | None = None,
     only_if: str | None = None,
+    when: Callable[[Context, dict[str, Any]], Awaitable[bool]] | None = None,
+    when_args: tuple[str, ...] = (),
 ) -> Callable[..., Awaitable[Any]]:
     """Build the resolver for `Annotated[ElicitationResult[Confirmation], Resolve(...)]`.
 
@@ -226,12 +228,17 @@ def confirm_resolver(
     action: past participle for messages ("deleted", "detached", "changed").
     what: noun for the target in messages (defaults to the target itself).
     only_if: name of a boolean tool argument; when false, no confirmation is needed.
+    when: async (ctx, arguments) -> whether confirmation is needed (reads allowed; `when_args` names the
+        tool arguments it needs besides the target); replaces only_if.
     The tool must have arguments named `target_arg`, `confirm` (and `only_if`) and a Context.
     """
 
     async def resolver(**kwargs: Any) -> Any:
         ctx: Context = kwargs["ctx"]
-        if only_if is not None and not kwargs.get(only_if):
+        if when is not None:
+            if not await when(ctx, kwargs):
+                return NotNeeded()
+        elif only_if is not None and not kwargs.get(only_if):
             return NotNeeded()
         target = str(kwargs.get(target_arg) or "")
         confirm = kwargs.get("confirm")
@@ -253,12 +260,13 @@ def confirm_resolver(
 
     params = [inspect.Parameter(target_arg, inspect.Parameter.KEYWORD_ONLY)]
     params.append(inspect.Parameter("confirm", inspect.Parameter.KEYWORD_ONLY))
-    if only_if is not None:
-        params.append(inspect.Parameter(only_if, inspect.Parameter.KEYWORD_ONLY))
+    for name in ((only_if,) if only_if is not None else ()) + when_args:
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY))
     params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
     resolver.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     resolver.__annotations__ = {"ctx": Context}
-    resolver.__qualname__ = f"confirm_{target_arg}{'_' + only_if if only_if else ''}"
+    suffix = "_".join(((only_if,) if only_if else ()) + when_args)
+    resolver.__qualname__ = f"confirm_{target_arg}{'_' + suffix if suffix else ''}"
     return resolver
 
 

@@ -25,6 +25,7 @@ class CustomerDeleted(Compact):
     deleted: bool
     cancelled_subscriptions: list[str] = []
     note: str
+    warnings: list[str] = []
 
 
 class PortalSessionOut(Compact):

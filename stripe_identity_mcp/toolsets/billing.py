@@ -9,7 +9,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
-from stripe_identity_mcp.clients.errors import BadRequestError, StripeIdentityError
+from stripe_identity_mcp.clients.errors import BadRequestError, StripeIdentityError, UnexpectedResponseError
+from stripe_identity_mcp.models.stripe import Customer, PaymentMethod
 from stripe_identity_mcp.models.writes import PaymentMethodChange, PaymentMethodList, PortalSessionOut, pm_summary
 from stripe_identity_mcp.safety import (
     CARD_HELP,
@@ -29,8 +30,10 @@ from stripe_identity_mcp.toolsets.common import (
     WRITE_IDEMPOTENT,
     deps,
     drop_none,
+    tool_error,
     tool_errors,
 )
+from stripe_identity_mcp.toolsets.proof import prove
 
 TOOLSET = "billing"
 
@@ -51,6 +54,24 @@ def check_pm_id(value: str) -> None:
             "payment_method must be a PaymentMethod id (pm_…, e.g. pm_card_visa in test mode); "
             "collect card details with Stripe.js / Payment Element. Nothing was sent to Stripe."
         )
+
+
+def is_test_token(payment_method: str) -> bool:
+    """Test-mode shorthands (pm_card_visa, …): attaching one makes a new payment method with a new id."""
+    return payment_method.startswith("pm_card_")
+
+
+async def read_attached(app: Any, payment_method: str) -> PaymentMethod:
+    if is_test_token(payment_method):
+        raise UnexpectedResponseError(
+            f"{payment_method} is a test token: attaching it makes a new payment method, which cannot be read back by this id"
+        )
+    return await app.stripe.retrieve_payment_method(payment_method)
+
+
+def default_pm(customer: Customer) -> str | None:
+    default = customer.invoice_settings.default_payment_method if customer.invoice_settings else None
+    return default.get("id") if isinstance(default, dict) else default
 
 
 def portal_error(mode: str) -> Any:
@@ -132,6 +153,12 @@ def register(server: MCPServer, settings: Settings) -> None:
             session = await app.stripe.create_portal_session(
                 drop_none({"customer": customer_id, "return_url": return_url, "configuration": configuration})
             )
+            if session.customer != customer_id or not session.url.startswith(("https://", "http://")):
+                raise UnexpectedResponseError(  # a link for someone else, or no link: never hand it out
+                    f"Stripe answered with a portal session for {session.customer!r}, not {customer_id}, or without a "
+                    "usable URL: no link is given out",
+                    hint="try again; if it persists, check STRIPE_API_BASE",
+                )
         return PortalSessionOut(
             mode=app.mode_label,
             id=session.id,
@@ -152,19 +179,42 @@ def register(server: MCPServer, settings: Settings) -> None:
         """Attach a pm_... to a customer; by default also make it the invoice default."""
         app = deps(ctx)
         args = {"payment_method": payment_method, "make_default": make_default}
-        async with audit(ctx, "attach_payment_method", customer_id, args):
+        async with audit(ctx, "attach_payment_method", customer_id, args) as entry:
             check_pm_id(payment_method)
-            pm = await app.stripe.attach_payment_method(payment_method, customer_id)
+            attached = await prove(
+                lambda: app.stripe.attach_payment_method(payment_method, customer_id),
+                proves=lambda p: p.customer == customer_id and (p.id == payment_method or is_test_token(payment_method)),
+                read_back=lambda: read_attached(app, payment_method),
+                settled=lambda p: isinstance(p, PaymentMethod) and p.customer == customer_id,
+                describe=lambda p: f"it is attached to {getattr(p, 'customer', None) or 'no customer'}",
+                action=f"attach {payment_method} to {customer_id}",
+                check=f"list_customer_payment_methods(customer_id='{customer_id}')",
+                trace_of=lambda: app.stripe.last_trace,
+                explain=lambda exc: str(tool_error(exc, app)),
+            )
+            pm = attached.answer if attached.state is None else attached.state
+            assert isinstance(pm, PaymentMethod)
+            notes = list(attached.notes)
             if make_default:
-                await app.stripe.update_customer(
-                    customer_id, {"invoice_settings": {"default_payment_method": pm.id}}
+                made = await prove(
+                    lambda: app.stripe.update_customer(customer_id, {"invoice_settings": {"default_payment_method": pm.id}}),
+                    proves=lambda c: default_pm(c) == pm.id,
+                    read_back=lambda: app.stripe.retrieve_customer(customer_id),
+                    settled=lambda c: isinstance(c, Customer) and default_pm(c) == pm.id,
+                    describe=lambda c: f"the invoice default is {default_pm(c) if isinstance(c, Customer) else None}",
+                    action=f"make {pm.id} the invoice default of {customer_id}",
+                    check=f"list_customer_payment_methods(customer_id='{customer_id}')",
+                    trace_of=lambda: app.stripe.last_trace,
+                    explain=lambda exc: str(tool_error(exc, app)),
                 )
+                notes += made.notes
+            entry.outcome = "ok" if not notes else "ok (verified by reading it back)"
         return PaymentMethodChange(
             mode=app.mode_label,
             payment_method=pm_summary(pm),
             customer=customer_id,
             is_default=make_default,
-            note=None if make_default else "attached only: invoices keep the previous default payment method",
+            note=" ".join(notes + ([] if make_default else ["attached only: invoices keep the previous default payment method"])) or None,
         )
 
     @server.tool(annotations=DESTRUCTIVE)
@@ -176,16 +226,30 @@ def register(server: MCPServer, settings: Settings) -> None:
     ) -> PaymentMethodChange:
         """Detach a payment method from its customer for good. confirm=pm id."""
         app = deps(ctx)
-        async with audit(ctx, "detach_payment_method", payment_method, {"confirm": confirm}):
+        async with audit(ctx, "detach_payment_method", payment_method, {"confirm": confirm}) as entry:
             check_pm_id(payment_method)
             require_confirmed(gate, action="detached")
             before = await app.stripe.retrieve_payment_method(payment_method)
             if not before.customer:
                 raise ToolError(f"{payment_method} is not attached to a customer. Nothing was detached.")
-            pm = await app.stripe.detach_payment_method(payment_method)
+            proof = await prove(
+                lambda: app.stripe.detach_payment_method(payment_method),
+                proves=lambda p: p.id == payment_method and p.customer is None,
+                read_back=lambda: app.stripe.retrieve_payment_method(payment_method),
+                settled=lambda p: isinstance(p, PaymentMethod) and p.customer is None,
+                describe=lambda p: "it is detached" if getattr(p, "customer", 1) is None else f"it is STILL attached to {before.customer}",
+                action=f"detach {payment_method} from {before.customer}",
+                check=f"list_customer_payment_methods(customer_id='{before.customer}')",
+                trace_of=lambda: app.stripe.last_trace,
+                explain=lambda exc: str(tool_error(exc, app)),
+            )
+            entry.outcome = proof.audit_outcome
+            pm = proof.answer if proof.state is None else proof.state
+            assert isinstance(pm, PaymentMethod)
+        lost = " The first answer was lost; reading it back shows that attempt detached it." if proof.lost_answer else ""
         return PaymentMethodChange(
             mode=app.mode_label,
             payment_method=pm_summary(pm),
             customer=before.customer,
-            note=f"detached from {before.customer}; it can no longer be used or re-attached.",
+            note=f"detached from {before.customer}; it can no longer be used or re-attached.{lost}",
         )

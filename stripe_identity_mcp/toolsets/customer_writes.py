@@ -1,6 +1,12 @@
 """Customer write tools (registered from customers.register only when writes are enabled)."""
 
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
+
+import anyio
 
 from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
@@ -8,8 +14,15 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
-from stripe_identity_mcp.clients.errors import NotFoundError, PermissionDeniedError, StripeIdentityError
-from stripe_identity_mcp.clients.stripe import StripeClient, idempotency_key_for
+from stripe_identity_mcp.clients.errors import (
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    StripeIdentityError,
+    UnexpectedResponseError,
+)
+from stripe_identity_mcp.clients.stripe import StripeClient
+from stripe_identity_mcp.models.stripe import Customer
 from stripe_identity_mcp.models.outputs import summarize
 from stripe_identity_mcp.models.writes import CustomerDeleted, CustomerWrite
 from stripe_identity_mcp.safety import (
@@ -27,9 +40,12 @@ from stripe_identity_mcp.toolsets.common import (
     WRITE_IDEMPOTENT,
     deps,
     drop_none,
+    tool_error,
     tool_errors,
 )
+from stripe_identity_mcp.toolsets.proof import GONE, prove
 from stripe_identity_mcp.toolsets.customers import lookup_email
+from stripe_identity_mcp.untrusted import clean, quoted
 
 MAX_KEYS = 50
 MAX_KEY_LEN = 40
@@ -90,14 +106,15 @@ async def live_subscriptions(stripe: StripeClient, customer_id: str) -> list[str
 
 
 async def _delete_preview(ctx: Context, customer_id: str) -> str:
+    """Trusted facts first (id, email, mode, what is cancelled); the customer's name last, quoted."""
     app = deps(ctx)
     with tool_errors(app):
         customer = await app.stripe.retrieve_customer(customer_id)
         if customer.deleted:
             raise ToolError(f"{customer_id} is already deleted.")
         subs = await live_subscriptions(app.stripe, customer_id)
-    who = ", ".join(x for x in (customer.email, customer.name) if x)
-    text = f"Permanently delete {customer_id}{f' ({who})' if who else ''} in {app.mode_label} mode? This cannot be undone."
+    email = f", email {clean(customer.email, 254)}" if customer.email else ", no email"
+    text = f"Permanently delete customer {customer_id}{email}, in {app.mode_label} mode? This cannot be undone."
     if subs is None:
         text += " Its subscriptions (if any) will be cancelled immediately (this key cannot list them)."
     elif subs:
@@ -105,7 +122,8 @@ async def _delete_preview(ctx: Context, customer_id: str) -> str:
         text += f" Its {len(subs)} active subscription(s) {shown} will be cancelled immediately."
     else:
         text += " It has no active subscriptions."
-    return text
+    name = quoted("Name", customer.name)
+    return f"{text} {name}." if name else text
 
 
 async def _clear_preview(ctx: Context, customer_id: str) -> str:
@@ -113,12 +131,152 @@ async def _clear_preview(ctx: Context, customer_id: str) -> str:
     with tool_errors(app):
         customer = await app.stripe.retrieve_customer(customer_id)
     keys = sorted(customer.metadata)
-    shown = ", ".join(keys[:10]) + (" …" if len(keys) > 10 else "")
-    return f"Remove all {len(keys)} metadata key(s) of {customer_id} ({shown or 'none'})? Other tools may rely on them."
+    text = f"Remove all {len(keys)} metadata key(s) of customer {customer_id} in {app.mode_label} mode? Other tools may rely on them."
+    shown = quoted("Keys", ", ".join(keys[:10]) + (" …" if len(keys) > 10 else ""), limit=200)
+    return f"{text} {shown}." if shown else text
+
+
+# --- create: one customer per email, and the truth about replays ------------------------------------
+CREATE_WINDOW_S = 600  # derived idempotency keys are shared for this long (see README: duplicates)
+_LOCK_STRIPES = 64
+
+
+def email_lock(app: Any, email: str) -> anyio.Lock:
+    """This process's lock for a normalised email (striped: bounded memory, rare false sharing)."""
+    locks = app.extras.setdefault("create_locks", [anyio.Lock() for _ in range(_LOCK_STRIPES)])
+    digest = hashlib.sha256(normalise_email(email).encode()).digest()
+    return locks[int.from_bytes(digest[:4], "big") % _LOCK_STRIPES]  # type: ignore[no-any-return]
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def derived_create_key(email: str, now: float | None = None) -> str:
+    """Same normalised email within one window → same key, across processes: Stripe then makes one
+    customer (a second, identical create replays it; a different one is refused as an idempotency
+    error) instead of two."""
+    window = int((time.time() if now is None else now) // CREATE_WINDOW_S)
+    digest = hashlib.sha256(f"create-customer|{normalise_email(email)}|{window}".encode()).hexdigest()
+    return f"sim-cus-{digest[:40]}"
+
+
+async def existing_customers(app: Any, email: str) -> list[str]:
+    found = await lookup_email(app.stripe, email, app.mode_label, include_case_variants=True)
+    return [f"{c.id} ({c.email})" for c in found.customers] + [f"{v.id} ({v.email})" for v in found.case_variants]
+
+
+@dataclass
+class Created:
+    customer: Customer
+    replayed: bool = False
+    note: str | None = None
+    audit: str = "ok"
+
+
+async def create_once(
+    app: Any, params: dict[str, Any], email: str, given_key: str | None, allow_duplicate: bool, existing: list[str]
+) -> Created:
+    """Create and say what really happened: a new customer, this call's own creation whose first
+    answer was lost, or an earlier request's customer — never the deleted one of an old replay."""
+    stripe: StripeClient = app.stripe
+    derived = given_key is None and not allow_duplicate
+    key = given_key or (derived_create_key(email) if derived else f"sim-{uuid.uuid4()}")
+    before = {label.split()[0] for label in existing}
+
+    async def read_back() -> Customer | str:  # an answer that proves nothing: is there a new customer now?
+        found = await lookup_email(stripe, email, app.mode_label, include_case_variants=False)
+        new = [c for c in found.customers if c.id not in before]
+        return new[0] if new else GONE
+
+    try:
+        proof = await prove(
+            lambda: stripe.create_customer(params, idempotency_key=key),
+            proves=lambda _: True,  # a Customer answer; what it means is judged below
+            read_back=read_back,
+            settled=lambda state: isinstance(state, Customer),
+            describe=lambda state: f"{state.id} was created" if isinstance(state, Customer) else "no new customer with this email",
+            action=f"create a customer for {email}",
+            check=f"find_customers_by_email(email='{email}')",
+            trace_of=lambda: stripe.last_trace,
+            explain=lambda exc: str(tool_error(exc, app)),
+        )
+    except BadRequestError as exc:
+        if not (derived and exc.type == "idempotency_error"):
+            raise
+        # Our derived key was used in this window with other details: another request created a customer
+        # with this email moments ago (then it exists now), or one that has since been deleted.
+        now = await existing_customers(app, email)
+        if now:
+            raise ToolError(
+                f"another request created a customer with this email moments ago: {', '.join(now)}. "
+                "Use that customer, or pass allow_duplicate_email=true. Nothing was created."
+            ) from None
+        return await _fresh_create(stripe, params, "an earlier customer with this email was deleted")
+    if isinstance(proof.state, Customer):
+        return Created(proof.state, note=" ".join(proof.notes), audit=proof.audit_outcome)
+    assert proof.answer is not None
+    customer = proof.answer
+    trace = stripe.last_trace
+    if not stripe.last_replayed:
+        return _verified(customer, email, Created(customer))
+    if trace is not None and trace.earlier_attempt_may_have_committed:
+        return _verified(customer, email, Created(
+            customer,
+            replayed=True,
+            note="created by this call: the first answer was lost and the retry returned it (idempotent replay).",
+            audit="ok (created; first answer lost, retry replayed it)",
+        ))  # fmt: skip
+    current = await stripe.retrieve_customer(customer.id)
+    if current.deleted:  # the replay of a create whose customer was deleted since: a new create must create
+        return await _fresh_create(stripe, params, f"the replayed {customer.id} was deleted")
+    age = f" {int(time.time() - customer.created)}s ago" if customer.created else ""
+    return _verified(current, email, Created(
+        current,
+        replayed=True,
+        note=(f"no new customer was created: Stripe returned {customer.id}, made{age} by an earlier request with "
+              f"the same idempotency key{' (another process or call creating this email)' if derived else ''}."),
+        audit=f"ok (replay of an earlier create: {customer.id})",
+    ))  # fmt: skip
+
+
+async def _fresh_create(stripe: StripeClient, params: dict[str, Any], why: str) -> Created:
+    customer = await stripe.create_customer(params, idempotency_key=f"sim-{uuid.uuid4()}")
+    return _verified(customer, str(params.get("email")), Created(customer, audit=f"ok (new key: {why})"))
+
+
+def _verified(customer: Customer, email: str, created: Created) -> Created:
+    if customer.deleted or customer.email != email:
+        raise UnexpectedResponseError(
+            f"Stripe answered the create with {customer.id}, which is "
+            + ("deleted" if customer.deleted else "not a customer with this email")
+            + ": the outcome is not proven",
+            hint=f"check with find_customers_by_email(email='{email}') before trying again",
+        )
+    return created
 
 
 DELETE_GATE = confirm_resolver("customer_id", _delete_preview, action="deleted")
-CLEAR_GATE = confirm_resolver("customer_id", _clear_preview, action="changed", only_if="clear_all_metadata")
+def removes_all_metadata(metadata: dict[str, str], unset: list[str] | None, clear_all: bool) -> bool:
+    """clear_all_metadata, or a metadata_unset that lists every key there is: both clear everything."""
+    return clear_all or (bool(metadata) and bool(unset) and set(metadata) <= set(unset or []))
+
+
+async def _clears_all(ctx: Context, kwargs: dict[str, Any]) -> bool:
+    if kwargs.get("clear_all_metadata"):
+        return True
+    if not kwargs.get("metadata_unset"):
+        return False
+    try:
+        current = await deps(ctx).stripe.retrieve_customer(str(kwargs.get("customer_id")))
+    except StripeIdentityError:
+        return True  # cannot tell: ask (the preview then reports the failure): never fail open
+    return removes_all_metadata(current.metadata, kwargs.get("metadata_unset"), False)
+
+
+CLEAR_GATE = confirm_resolver(
+    "customer_id", _clear_preview, action="changed", when=_clears_all, when_args=("clear_all_metadata", "metadata_unset")
+)
 
 
 def register_writes(server: MCPServer, settings: Settings) -> None:
@@ -144,35 +302,26 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
                                 metadata=metadata, idempotency_key=idempotency_key)  # fmt: skip
             check_metadata(metadata)
             check_address(address)
-            found = await lookup_email(app.stripe, email, app.mode_label, include_case_variants=True)
-            existing = [c.id for c in found.customers] + [v.id for v in found.case_variants]
-            if existing and not allow_duplicate_email:
-                labels = [f"{c.id} ({c.email})" for c in found.customers]
-                labels += [f"{v.id} ({v.email})" for v in found.case_variants]
-                raise ToolError(
-                    f"a customer with this email already exists in {app.mode_label} mode: {', '.join(labels)}. "
-                    "Use that customer, or pass allow_duplicate_email=true to create another. Nothing was created."
-                )
-            params = drop_none({"email": email, "name": name, "phone": phone, "description": description,
-                                "address": address or None, "metadata": metadata or None})  # fmt: skip
-            # Same request against the same existing customers → same key: a retried create is one customer.
-            key = idempotency_key or idempotency_key_for("POST", "/v1/customers", {**params, "_existing": existing})
-            customer = await app.stripe.create_customer(params, idempotency_key=key)
-            replayed = app.stripe.last_replayed
-            entry.target = customer.id
+            async with email_lock(app, email):  # pre-flight and create are one step per email in this process
+                existing = await existing_customers(app, email)
+                if existing and not allow_duplicate_email:
+                    raise ToolError(
+                        f"a customer with this email already exists in {app.mode_label} mode: {', '.join(existing)}. "
+                        "Use that customer, or pass allow_duplicate_email=true to create another. Nothing was created."
+                    )
+                params = drop_none({"email": email, "name": name, "phone": phone, "description": description,
+                                    "address": address or None, "metadata": metadata or None})  # fmt: skip
+                created = await create_once(app, params, email, idempotency_key, allow_duplicate_email, existing)
+            entry.target = created.customer.id
+            entry.outcome = created.audit
         warnings = []
         if existing:
-            warnings.append(f"{len(existing)} other customer(s) have this email: {', '.join(existing[:10])}")
+            warnings.append(f"{len(existing)} other customer(s) have this email: {', '.join(x.split()[0] for x in existing[:10])}")
         return CustomerWrite(
             mode=app.mode_label,
-            customer=summarize(customer, "full"),
-            replayed=replayed or None,
-            note=(
-                "Stripe returned the existing customer from an earlier identical request (idempotency replay); "
-                "no new customer was created."
-                if replayed
-                else None
-            ),
+            customer=summarize(created.customer, "full"),
+            replayed=created.replayed or None,
+            note=created.note,
             warnings=warnings,
         )
 
@@ -196,7 +345,7 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
         args = {"name": name, "email": email, "phone": phone, "description": description, "address": address,
                 "metadata_set": metadata_set, "metadata_unset": metadata_unset,
                 "clear_all_metadata": clear_all_metadata or None, "confirm": confirm}  # fmt: skip
-        async with audit(ctx, "update_customer", customer_id, args):
+        async with audit(ctx, "update_customer", customer_id, args) as entry:
             refuse_card_numbers(name=name, email=email, phone=phone, description=description, address=address,
                                 metadata_set=metadata_set, metadata_unset=metadata_unset)  # fmt: skip
             check_metadata(metadata_set, "metadata_set")
@@ -209,10 +358,15 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
                                "address": address or None})  # fmt: skip
             if not fields and not metadata_set and not metadata_unset and not clear_all_metadata:
                 raise ToolError("nothing to update: give at least one field, metadata_set, metadata_unset or clear_all_metadata.")
-            require_confirmed(gate, action="changed")  # only asks when clear_all_metadata=true
+            confirmed = require_confirmed(gate, action="changed")  # asks when every metadata key would go
             current = await app.stripe.retrieve_customer(customer_id)
             if current.deleted:
                 raise ToolError(f"{customer_id} was deleted; deleted customers cannot be updated.")
+            if not confirmed and removes_all_metadata(current.metadata, metadata_unset, clear_all_metadata):
+                raise ToolError(  # the keys changed since the gate looked: never clear everything unconfirmed
+                    f"metadata_unset lists every metadata key of {customer_id}: that clears all metadata and needs "
+                    f"confirmation like clear_all_metadata: call again with confirm='{customer_id}'. Nothing was changed."
+                )
             base = {} if clear_all_metadata else dict(current.metadata)
             merged = {k: v for k, v in base.items() if k not in set(metadata_unset or [])} | (metadata_set or {})
             if len(merged) > MAX_KEYS:
@@ -233,7 +387,32 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
                 missing = [k for k in metadata_unset or [] if k not in current.metadata]
                 if missing:
                     warnings.append(f"not present, nothing to unset: {missing}")
-            updated = await app.stripe.update_customer(customer_id, params)
+            expected = {k: (None if v == "" else v) for k, v in fields.items()}
+            want_meta = ({} if clear_all_metadata else {k: v for k, v in current.metadata.items()
+                         if k not in set(metadata_unset or [])}) | (metadata_set or {})  # fmt: skip
+
+            def applied(c: Customer | str) -> bool:
+                if not isinstance(c, Customer) or c.id != customer_id or c.deleted:
+                    return False
+                plain = all(getattr(c, k) == v for k, v in expected.items() if k != "address")
+                addr = all(getattr(c.address, k, None) == (v or None) for k, v in (address or {}).items())
+                return plain and addr and c.metadata == want_meta
+
+            proof = await prove(
+                lambda: app.stripe.update_customer(customer_id, params),
+                proves=applied,
+                read_back=lambda: app.stripe.retrieve_customer(customer_id),
+                settled=applied,
+                describe=lambda c: "the change is in place" if applied(c) else "the customer does NOT show the change",
+                action=f"update customer {customer_id}",
+                check=f"get_customer(customer_id='{customer_id}')",
+                trace_of=lambda: app.stripe.last_trace,
+                explain=lambda exc: str(tool_error(exc, app)),
+            )
+            entry.outcome = proof.audit_outcome
+            updated = proof.answer if proof.state is None else proof.state
+            assert isinstance(updated, Customer)
+            warnings += proof.notes
         changed = list(fields)
         if metadata_set:
             changed += [f"metadata.{k}" for k in metadata_set]
@@ -261,15 +440,30 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
             except NotFoundError:
                 subs = []
             entry.on_error = _deleted_hint(customer_id)
-            result = await app.stripe.delete_customer(customer_id)
+            proof = await prove(
+                lambda: app.stripe.delete_customer(customer_id),
+                proves=lambda c: c.id == customer_id and c.deleted,
+                # Stripe still answers a deleted customer's id, with `deleted: true`: the read-back is proof.
+                read_back=lambda: app.stripe.retrieve_customer(customer_id),
+                settled=lambda c: isinstance(c, Customer) and c.deleted,
+                describe=lambda c: "it is deleted" if isinstance(c, Customer) and c.deleted else "it still EXISTS",
+                action=f"delete customer {customer_id}",
+                check=f"get_customer(customer_id='{customer_id}')",
+                trace_of=lambda: app.stripe.last_trace,
+                explain=lambda exc: str(tool_error(exc, app)),
+            )
+            entry.outcome = proof.audit_outcome
+        lost = " The first answer was lost; the retry found it already deleted by that first attempt." if proof.lost_answer else ""
         return CustomerDeleted(
             mode=app.mode_label,
-            id=result.id,
-            deleted=result.deleted,
+            id=customer_id,
+            deleted=True,
             cancelled_subscriptions=subs or [],
             note="Deletion is permanent: the customer cannot be restored or updated"
             + (f"; {len(subs)} subscription(s) were cancelled immediately." if subs else ".")
-            + (" Any subscriptions were cancelled too (this key could not list them)." if subs is None else ""),
+            + (" Any subscriptions were cancelled too (this key could not list them)." if subs is None else "")
+            + lost,
+            warnings=[n for n in proof.notes if not proof.lost_answer],
         )
 
 

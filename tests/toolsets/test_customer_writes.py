@@ -128,7 +128,9 @@ async def test_lost_response_during_create_makes_exactly_one_customer(empty_sand
     found = customers_with_email(empty_sandbox, "lost@example.com")
     assert [c["id"] for c in found] == [r.structured_content["customer"]["id"]]
     assert r.structured_content["replayed"] is True
-    assert "earlier identical request" in r.structured_content["note"]
+    # the replay is of this call's own first attempt: it DID create the customer (issue: no false "no new customer")
+    assert "created by this call" in r.structured_content["note"]
+    assert "no new customer" not in r.structured_content["note"]
 
 
 async def test_explicit_idempotency_key_replay_is_reported(empty_sandbox, tmp_path):
