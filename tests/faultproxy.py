@@ -17,6 +17,7 @@ Actions (`Rule.action`):
 - ``drop_after``: forward, then close the connection without an answer (lost answer).
 - ``trickle``: forward, then send the answer one byte every `delay_s` seconds.
 - ``headers``: forward, then add/override `headers` on the real answer.
+- ``delay``: wait `delay_s` seconds, then forward (a slow link; lets concurrent requests overtake).
 """
 
 from __future__ import annotations
@@ -151,8 +152,10 @@ class FaultProxy:
                 if rule is not None and rule.action == "replace":
                     await _write(writer, rule.status, rule.headers, _bytes(rule.body))
                     continue
+                if rule is not None and rule.action == "delay":
+                    await asyncio.sleep(rule.delay_s)
                 status, out_headers, out_body = await self._forward(method, target, headers, body)
-                if rule is None:
+                if rule is None or rule.action == "delay":
                     await _write(writer, status, out_headers, out_body)
                 elif rule.action == "drop_after":
                     writer.transport.abort()

@@ -45,7 +45,7 @@ async def test_stdio_server_lists_read_tools_and_finds_duplicates(empty_sandbox)
             assert all(t.annotations.read_only_hint for t in tools)
             r = await client.call_tool("find_customers_by_email", {"email": "twice@example.com"})
             assert not r.is_error, r.content[0].text
-            assert r.structured_content["duplicate_count"] == 2
+            assert r.structured_content["exact_count"] == 2
             assert any("share this email" in w for w in r.structured_content["warnings"])
             r = await client.call_tool("get_customer", {"customer_id": "cus_nope"})
             assert r.is_error

@@ -45,7 +45,8 @@ class CaseVariant(Compact):
 class EmailLookup(Compact):
     email: str
     mode: str
-    duplicate_count: int = Field(description="customers whose email is exactly this one")
+    exact_count: int = Field(description="customers whose email is exactly this one")
+    record_count: int = Field(description="every customer record of this email: exact + case variants")
     customers: list[CustomerSummary]
     case_variants: list[CaseVariant] = []
     warnings: list[str] = []

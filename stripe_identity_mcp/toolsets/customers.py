@@ -49,12 +49,17 @@ async def exact_email_matches(stripe: StripeClient, email: str, expand: list[str
     return found, True
 
 
-async def case_variants(stripe: StripeClient, email: str, known: set[str]) -> list[Customer]:
+async def case_variants(
+    stripe: StripeClient, email: str, known: set[str], expand: list[str] | None = None
+) -> list[Customer]:
     """Customers whose email equals `email` ignoring case but not exactly (Stripe search; lags)."""
     variants: list[Customer] = []
     page_token = None
     for _ in range(MAX_SEARCH_PAGES):
-        result = await stripe.search_customers(clause("email", ":", email), limit=100, page=page_token)
+        # Same expansions as the exact pass: a case variant is shown with the same fields.
+        result = await stripe.search_customers(
+            clause("email", ":", email), limit=100, page=page_token, expand=expand or LIST_EXPAND
+        )
         for customer in result.data:
             if customer.id not in known and customer.email != email and (customer.email or "").lower() == email.lower():
                 variants.append(customer)
@@ -90,7 +95,8 @@ async def lookup_email(stripe: StripeClient, email: str, mode: str, include_case
     return EmailLookup(
         email=email,
         mode=mode,
-        duplicate_count=len(exact),
+        exact_count=len(exact),
+        record_count=len(exact) + len(variants),
         customers=[summarize(c) for c in exact],
         case_variants=[CaseVariant(id=c.id, email=c.email) for c in variants],
         warnings=warnings,

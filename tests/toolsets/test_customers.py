@@ -41,7 +41,7 @@ async def test_duplicates_found_with_warning(empty_sandbox, protocol_mode):
         r = await client.call_tool("find_customers_by_email", {"email": "dup@example.com"})
     assert not r.is_error, r.content[0].text
     out = r.structured_content
-    assert out["duplicate_count"] == 2
+    assert out["exact_count"] == 2 and out["record_count"] == 3  # 2 exact + 1 case variant
     assert {c["id"] for c in out["customers"]} == {first["id"], second["id"]}
     assert out["case_variants"] == [{"id": variant["id"], "email": "Dup@Example.com"}]
     assert any("2 customers share this email" in w for w in out["warnings"])
@@ -56,7 +56,7 @@ async def test_lookup_pages_through_more_than_one_page(empty_sandbox):
         r = await client.call_tool(
             "find_customers_by_email", {"email": "many@example.com", "include_case_variants": False}
         )
-    assert r.structured_content["duplicate_count"] == 105
+    assert r.structured_content["exact_count"] == 105
     assert len({c["id"] for c in r.structured_content["customers"]}) == 105
 
 
@@ -65,7 +65,7 @@ async def test_seeded_support_lookup_is_compact(sandbox):
         r = await client.call_tool("find_customers_by_email", {"email": "jane@acme.com"})
     assert not r.is_error, r.content[0].text
     out = r.structured_content
-    assert out["duplicate_count"] >= 1
+    assert out["exact_count"] >= 1
     jane = out["customers"][0]
     assert jane["subscriptions"] >= 1
     assert "visa" in jane["default_payment_method"]
@@ -80,7 +80,7 @@ async def test_unknown_email_says_which_mode(empty_sandbox):
     async with mcp_client(make_settings(empty_sandbox)) as client:
         r = await client.call_tool("find_customers_by_email", {"email": "nobody@example.com"})
     assert not r.is_error
-    assert r.structured_content["duplicate_count"] == 0
+    assert r.structured_content["exact_count"] == 0
     assert any("test mode" in w for w in r.structured_content["warnings"])
 
 
