@@ -70,6 +70,7 @@ class FaultProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.port = 0
 
     # --- control -----------------------------------------------------------------------------
@@ -130,6 +131,9 @@ class FaultProxy:
             async def stop() -> None:
                 assert self._server is not None
                 self._server.close()
+                for task in list(self._tasks):  # e.g. a trickle still writing: end it before the loop goes
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
                 loop.stop()
 
             asyncio.run_coroutine_threadsafe(stop(), loop)
@@ -138,6 +142,9 @@ class FaultProxy:
 
     # --- one connection ------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             while True:
                 request = await _read_request(reader)
@@ -168,9 +175,11 @@ class FaultProxy:
                     await _write(writer, status, out_headers, out_body, trickle_s=rule.delay_s)
                 else:
                     raise ValueError(f"unknown action {rule.action!r}")
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
+            if task is not None:
+                self._tasks.discard(task)
             if not writer.transport.is_closing():
                 writer.close()
 

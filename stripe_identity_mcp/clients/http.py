@@ -77,7 +77,7 @@ class TokenBucket:
         *,
         floor_fraction: float = 0.25,
         recover_s: float = 60.0,
-        max_penalty_s: float = 10.0,
+        max_penalty_s: float = 2.0,
     ) -> None:
         self.base_rate = float(rate)
         self.rate = float(rate)
