@@ -86,9 +86,8 @@ def register(server: MCPServer, settings: Settings) -> None:
     async def export_customers(
         filename: Annotated[str, Field(min_length=1, max_length=255, description="in the export dir")],
         ctx: Context,
-        format: Annotated[
-            Literal["jsonl", "csv"] | None, Field(description="default: from the filename's .jsonl/.csv extension")
-        ] = None,
+        # Described tersely: every tool definition shares one context budget (tests/test_catalogue.py).
+        format: Annotated[Literal["jsonl", "csv"] | None, Field(description="default: from extension")] = None,
         created_gte: Timestamp = None,
         created_lt: Timestamp = None,
         resume: Annotated[bool, Field(description="continue an interrupted export")] = False,
