@@ -457,7 +457,7 @@ async def _run_locked(
         encoder = Encoder(fmt)  # type: ignore[arg-type]
         with _open(out, os.O_RDWR, "r+b") as f:
             f.truncate(state.offset)  # drop a half-written tail
-        digest = _hash_prefix(out, state.offset)
+        digest = await anyio.to_thread.run_sync(_hash_prefix, out, state.offset)  # keep the loop serving
         windows = [Window.from_state(w) for w in state.windows]
         count, gte, lt = state.count, state.created_gte, state.created_lt
     else:
@@ -549,7 +549,7 @@ async def _run_locked(
             save()  # synchronous: a cancellation cannot interrupt it
             f.close()
     # Proof, not assumption: the answer's sha256 is the finished file's, and it must be what we wrote.
-    on_disk, disk_size = _file_sha256(out)
+    on_disk, disk_size = await anyio.to_thread.run_sync(_file_sha256, out)  # big files: off the event loop
     if on_disk != digest.hexdigest() or disk_size != size:
         raise ExportError(
             f"{out.name} was changed by another writer during the export (its sha256 and size are not "

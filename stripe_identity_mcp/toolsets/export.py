@@ -107,7 +107,7 @@ def register(server: MCPServer, settings: Settings) -> None:
         except PathRefused as exc:
             raise ToolError(f"refused: {exc}. Give a plain file name such as customers.{format or 'jsonl'}") from None
         try:
-            fmt = format_for(out.name, format)
+            fmt = format_for(filename, format)  # the name the user gave, not a symlink's target
         except ValueError as exc:
             raise ToolError(f"refused: {exc}") from None
         if fmt is None and not resume:
