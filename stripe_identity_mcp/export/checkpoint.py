@@ -56,6 +56,11 @@ class Checkpoint:
         if data.get("version") not in READABLE_VERSIONS:
             raise ValueError(f"checkpoint version {data.get('version')!r} is not one of {READABLE_VERSIONS}")
         windows = [WindowState(**w) for w in data["windows"]]
+        for w in windows:  # the file sits in a shared directory: a skip set must be ids, not anything
+            if w.at_top is not None and not (isinstance(w.at_top, list) and all(isinstance(i, str) for i in w.at_top)):
+                raise ValueError("checkpoint window at_top is not a list of ids")
+        if data["format"] not in ("jsonl", "csv"):
+            raise ValueError(f"checkpoint format {data['format']!r} is not jsonl or csv")
         fields = {k: data[k] for k in ("format", "created_gte", "created_lt", "offset", "count")}
         return cls(
             **fields, windows=windows, mode=data.get("mode", ""), requests=int(data.get("requests", 0))

@@ -324,3 +324,16 @@ def test_cli_format_contradicting_extension_is_refused(empty_sandbox: Any, tmp_p
     )  # fmt: skip
     assert r.returncode == 2 and "contradicts" in r.stderr
     assert not (tmp_path / "c.csv").exists()
+
+
+async def test_resume_refuses_a_tampered_checkpoint(empty_sandbox: Any, tmp_path: Path) -> None:
+    """The checkpoint is in a shared directory: a malformed skip set or format is a clear error."""
+    (tmp_path / "c.jsonl").write_bytes(b"")
+    window = {"gte": 1, "lt": 2, "cursor": "cus_x", "cursor_created": 1, "fallback": [], "fetched": 1}
+    state = {"format": "jsonl", "created_gte": 1, "created_lt": 2, "offset": 0, "count": 0, "version": 2}
+    settings = make_settings(empty_sandbox, export_dir=tmp_path)
+    async with mcp_client(settings) as client:
+        for bad in ({**state, "windows": [{**window, "at_top": [{"id": 1}]}]}, {**state, "format": "xml", "windows": []}):
+            checkpoint_path(tmp_path / "c.jsonl").write_text(json.dumps(bad))
+            r = await client.call_tool("export_customers", {"filename": "c.jsonl", "resume": True})
+            assert r.is_error and "cannot read checkpoint" in r.content[0].text, r.content[0].text
