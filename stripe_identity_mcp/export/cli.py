@@ -95,9 +95,13 @@ def main_export(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_name(args.out)
-        fmt = format_for(args.out, args.format)
-    except (PathRefused, ValueError) as exc:
+    except PathRefused as exc:
         print(f"{PROG}: --out refused: {exc}", file=sys.stderr)
+        return 2
+    try:
+        fmt = format_for(args.out, args.format)
+    except ValueError as exc:
+        print(f"{PROG}: --format refused: {exc}", file=sys.stderr)
         return 2
     if fmt is None and not args.resume:
         print(f"{PROG}: give --format jsonl|csv (cannot tell from {args.out!r})", file=sys.stderr)
