@@ -4,6 +4,13 @@ It records the fixed parameters of the export (format, created range, the cut-of
 fixed at start), every unfinished window with its cursor, and `offset`: how many bytes of the output
 file are complete. A resume truncates the output to `offset` (dropping a half-written tail from a
 crash) and continues each window from its cursor, so nothing is lost or written twice.
+
+Version 2 adds `at_top` per window: the ids already written whose `created` equals the cursor's. When
+the cursor customer (and its fallbacks) were deleted, the window restarts at that second and skips
+exactly those ids (see engine.py). Version 1 checkpoints still load, with `at_top` unknown (None).
+
+The checkpoint sits in a directory others may write to: the temp file is created exclusively and
+never through a symlink, and the checkpoint is read without following one.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -25,6 +33,7 @@ class WindowState:
     cursor_created: int | None = None
     fallback: list[str] = field(default_factory=list)
     fetched: int = 0
+    at_top: list[str] | None = None  # None: unknown (a version-1 checkpoint)
 
 
 @dataclass
@@ -44,9 +53,14 @@ class Checkpoint:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Checkpoint:
-        if data.get("version") != VERSION:
-            raise ValueError(f"checkpoint version {data.get('version')!r} is not {VERSION}")
+        if data.get("version") not in READABLE_VERSIONS:
+            raise ValueError(f"checkpoint version {data.get('version')!r} is not one of {READABLE_VERSIONS}")
         windows = [WindowState(**w) for w in data["windows"]]
+        for w in windows:  # the file sits in a shared directory: a skip set must be ids, not anything
+            if w.at_top is not None and not (isinstance(w.at_top, list) and all(isinstance(i, str) for i in w.at_top)):
+                raise ValueError("checkpoint window at_top is not a list of ids")
+        if data["format"] not in ("jsonl", "csv"):
+            raise ValueError(f"checkpoint format {data['format']!r} is not jsonl or csv")
         fields = {k: data[k] for k in ("format", "created_gte", "created_lt", "offset", "count")}
         return cls(
             **fields, windows=windows, mode=data.get("mode", ""), requests=int(data.get("requests", 0))
@@ -56,7 +70,14 @@ class Checkpoint:
 def save(path: Path, checkpoint: Checkpoint) -> None:
     tmp = path.with_name(path.name + ".tmp")
     data = json.dumps(checkpoint.to_json(), separators=(",", ":")).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Only the export holding the target's lock writes here, so an existing temp file is a crash
+    # leftover or was planted (perhaps a symlink to a file elsewhere): remove the name — unlink never
+    # touches what a symlink points to — and create our own file exclusively, refusing to follow links.
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)
@@ -67,6 +88,9 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
 
 def load(path: Path) -> Checkpoint:
     try:
-        return Checkpoint.from_json(json.loads(path.read_text()))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read()
+        return Checkpoint.from_json(json.loads(raw))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from None

@@ -22,6 +22,8 @@ import anyio
 
 from stripe_identity_mcp import cli
 from stripe_identity_mcp.clients.errors import StripeIdentityError, redact
+from stripe_identity_mcp.export.paths import PathRefused, check_name
+from stripe_identity_mcp.export.writers import format_for
 from stripe_identity_mcp.settings import ConfigError
 
 PROG = "stripe-identity-mcp export"
@@ -82,8 +84,8 @@ class ProgressLine:
             sys.stderr.flush()
 
 
-def resume_command(args: argparse.Namespace, fmt: str) -> str:
-    parts = ["stripe-identity-mcp", "export", "--format", fmt, "--out", args.out, "--resume"]
+def resume_command(args: argparse.Namespace, fmt: str | None) -> str:
+    parts = ["stripe-identity-mcp", "export", *(["--format", fmt] if fmt else []), "--out", args.out, "--resume"]
     if args.sandbox:
         parts.append("--sandbox")
     return shlex.join(parts)
@@ -91,8 +93,17 @@ def resume_command(args: argparse.Namespace, fmt: str) -> str:
 
 def main_export(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    fmt = args.format or Path(args.out).suffix.lstrip(".").lower()
-    if fmt not in ("jsonl", "csv"):
+    try:
+        check_name(args.out)
+    except PathRefused as exc:
+        print(f"{PROG}: --out refused: {exc}", file=sys.stderr)
+        return 2
+    try:
+        fmt = format_for(args.out, args.format)
+    except ValueError as exc:
+        print(f"{PROG}: --format refused: {exc}", file=sys.stderr)
+        return 2
+    if fmt is None and not args.resume:
         print(f"{PROG}: give --format jsonl|csv (cannot tell from {args.out!r})", file=sys.stderr)
         return 2
     with cli.maybe_sandbox(args) as overrides:

@@ -31,15 +31,25 @@ Semantics (documented for users)
   be ahead of Stripe's.
 * A customer deleted while the export runs is in the file if its page was read before the deletion,
   absent otherwise (Stripe lists never return deleted customers). If a window's cursor customer is
-  deleted, the window continues from the previous record of that page.
+  deleted, the window continues after the previous record of that page; if those were deleted too
+  (e.g. while an interrupted export waited for its resume), the window restarts at the cursor's
+  `created` second and skips the ids of that second it already wrote (`at_top`), so it still ends
+  exact: every customer of the range that was live when its part of the range was read, once.
 * Records stream to the output as each page arrives (memory stays flat). Record order across windows
   is not defined; the set is. The sha256 is over the file's bytes.
 * Checkpoint `<out>.checkpoint.json` (see checkpoint.py) is written at least every 0.5 s, on
   cancellation and on errors; it is removed when the export completes.
+* One export per file: `<out>.lock` (lock.py) is held from before the output or its checkpoint is
+  touched until the end; a second export of the same file (tool or CLI, overwrite or resume) is
+  refused with the running one's pid and start time. A killed export's lock does not block.
+* The reported sha256 is the file's: the finished file is re-read and its hash must equal the hash of
+  the bytes this export wrote (and, on resume, of the prefix it kept); otherwise the export fails.
+* The output, its checkpoint and their temp/lock files are never opened through a symlink.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
@@ -54,6 +64,7 @@ import anyio
 from stripe_identity_mcp.clients.errors import ApiStatusError
 from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.export import checkpoint as ckpt
+from stripe_identity_mcp.export.lock import ExportBusy, ExportLock
 from stripe_identity_mcp.export.paths import checkpoint_path
 from stripe_identity_mcp.export.writers import Encoder, Format
 
@@ -79,6 +90,9 @@ class Window:
     cursor_created: int | None = None
     fallback: list[str] = field(default_factory=list)  # earlier ids of the last page (deleted-cursor recovery)
     fetched: int = 0
+    # ids already written whose created == cursor_created (None: unknown, from a version-1 checkpoint);
+    # a restart at that second skips exactly these.
+    at_top: list[str] | None = field(default_factory=list)
     busy: bool = False
     done: bool = False
 
@@ -100,11 +114,15 @@ class Window:
         return left - PAGE if self.busy else left
 
     def state(self) -> ckpt.WindowState:
-        return ckpt.WindowState(self.gte, self.lt, self.cursor, self.cursor_created, list(self.fallback), self.fetched)
+        at_top = None if self.at_top is None else list(self.at_top)
+        return ckpt.WindowState(
+            self.gte, self.lt, self.cursor, self.cursor_created, list(self.fallback), self.fetched, at_top
+        )
 
     @classmethod
     def from_state(cls, s: ckpt.WindowState) -> Window:
-        return cls(s.gte, s.lt, s.cursor, s.cursor_created, list(s.fallback), s.fetched)
+        at_top = None if s.at_top is None else list(s.at_top)
+        return cls(s.gte, s.lt, s.cursor, s.cursor_created, list(s.fallback), s.fetched, at_top=at_top)
 
 
 INITIAL_SPANS_DAYS = (1, 8, 64, 512)
@@ -205,15 +223,27 @@ class Scanner:
             params: dict[str, Any] = {"limit": PAGE, "created": {"gte": w.gte, "lt": w.lt}, **self.extra}
             if w.cursor:
                 params["starting_after"] = w.cursor
+            elif w.cursor_created is not None:
+                # Restart at the cursor's second (no usable cursor left); _apply skips w.at_top.
+                params["created"] = {"gte": w.gte, "lt": w.cursor_created + 1}
             try:
                 return await self.stripe.call("GET", "/v1/customers", params)  # type: ignore[no-any-return]
             except ApiStatusError as exc:
                 cursor_gone = exc.status in (400, 404) and (
                     exc.param == "starting_after" or exc.code == "resource_missing"
                 )
-                if not (cursor_gone and w.cursor and w.fallback):
+                if not (cursor_gone and w.cursor):
                     raise
-                w.cursor = w.fallback.pop()  # the cursor customer was deleted: continue after the one before
+                if w.fallback:
+                    w.cursor = w.fallback.pop()  # the cursor customer was deleted: continue after the one before
+                elif w.at_top is not None:
+                    w.cursor = None  # it and its fallbacks were deleted: restart at its second
+                else:
+                    raise ExportError(
+                        "resume: a cursor customer of this export was deleted and its checkpoint (written "
+                        "by an older version) cannot tell which customers of that second were written; "
+                        "start again (overwrite=true / --overwrite)"
+                    ) from None
 
     def _apply(self, w: Window, body: dict[str, Any]) -> None:
         data = body.get("data") or []
@@ -225,12 +255,23 @@ class Scanner:
                 break
             kept.append(customer)
         if kept:
-            self.sink(kept)
-            w.fetched += len(kept)
-            w.cursor = kept[-1]["id"]
-            w.cursor_created = kept[-1]["created"]
+            top = w.cursor_created
+            written = set(w.at_top or ()) if top is not None else set()
+            # Only a restart at `top` can return records already written, and only of that second.
+            fresh = [c for c in kept if not (c["created"] == top and c["id"] in written)]
+            if fresh:
+                self.sink(fresh)
+            w.fetched += len(fresh)
+            self.records += len(fresh)
+            last = kept[-1]  # even when every record was skipped: the cursor must move on
+            same = [c["id"] for c in kept if c["created"] == last["created"]]
+            if last["created"] != top:
+                w.at_top = same
+            elif w.at_top is not None:
+                w.at_top = w.at_top + [i for i in same if i not in written]
+            w.cursor = last["id"]
+            w.cursor_created = last["created"]
             w.fallback = [c["id"] for c in kept[-4:-1]]
-            self.records += len(kept)
         self.pages += 1
         if cut or not data or not body.get("has_more"):
             w.done = True
@@ -298,9 +339,20 @@ class ExportResult:
 ProgressFn = Callable[[Progress], Awaitable[None]]
 
 
+def _open(path: Path, flags: int, mode: str) -> Any:
+    """Open the output without following a symlink planted at its name."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ExportError(f"{path.name} is a symbolic link; refusing to write through it") from None
+        raise
+    return os.fdopen(fd, mode)
+
+
 def _hash_prefix(path: Path, offset: int) -> Any:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with _open(path, os.O_RDONLY, "rb") as f:
         left = offset
         while left > 0:
             chunk = f.read(min(left, 1 << 20))
@@ -311,10 +363,19 @@ def _hash_prefix(path: Path, offset: int) -> Any:
     return digest
 
 
+def _file_sha256(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with _open(path, os.O_RDONLY, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
 async def run_export(
     stripe: StripeClient,
     out: Path,
-    fmt: Format,
+    fmt: Format | None,
     *,
     created_gte: int | None = None,
     created_lt: int | None = None,
@@ -326,14 +387,51 @@ async def run_export(
 ) -> ExportResult:
     """Export every customer with created in [created_gte, created_lt) to `out`; see the module doc.
 
+    `fmt` None is allowed on resume only (the checkpoint's format is used).
+
     Raises:
         ExportError: bad parameters, nothing to resume, an existing file without resume/overwrite,
-            or a checkpoint that does not match. Stripe failures propagate as StripeIdentityError
+            a checkpoint that does not match, another export of the same file running, or a file
+            changed by someone else while exporting. Stripe failures propagate as StripeIdentityError
             after a checkpoint was written (the export can be resumed).
     """
     out = Path(out)
+    lock = ExportLock(out)
+    try:
+        lock.acquire()  # before anything of `out` or its checkpoint is read, truncated or created
+    except ExportBusy as exc:
+        raise ExportError(str(exc)) from None
+    try:
+        return await _run_locked(
+            stripe,
+            out,
+            fmt,
+            created_gte=created_gte,
+            created_lt=created_lt,
+            resume=resume,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            concurrency=concurrency,
+            mode=mode,
+        )
+    finally:
+        lock.release()
+
+
+async def _run_locked(
+    stripe: StripeClient,
+    out: Path,
+    fmt: Format | None,
+    *,
+    created_gte: int | None,
+    created_lt: int | None,
+    resume: bool,
+    overwrite: bool,
+    on_progress: ProgressFn | None,
+    concurrency: int | None,
+    mode: str,
+) -> ExportResult:
     cpath = checkpoint_path(out)
-    encoder = Encoder(fmt)
     if resume:
         if not cpath.exists():
             raise ExportError(
@@ -355,12 +453,17 @@ async def run_export(
             raise ExportError(f"resume: the interrupted export ran in {state.mode} mode, this key is {mode}")
         if not out.exists() or out.stat().st_size < state.offset:
             raise ExportError(f"resume: {out} is missing or shorter than the checkpoint says; start again")
-        with open(out, "r+b") as f:
+        fmt = state.format  # type: ignore[assignment]
+        encoder = Encoder(fmt)  # type: ignore[arg-type]
+        with _open(out, os.O_RDWR, "r+b") as f:
             f.truncate(state.offset)  # drop a half-written tail
-        digest = _hash_prefix(out, state.offset)
+        digest = await anyio.to_thread.run_sync(_hash_prefix, out, state.offset)  # keep the loop serving
         windows = [Window.from_state(w) for w in state.windows]
         count, gte, lt = state.count, state.created_gte, state.created_lt
     else:
+        if fmt is None:
+            raise ExportError("give the format (jsonl or csv) or a file name ending in .jsonl or .csv")
+        encoder = Encoder(fmt)
         if (out.exists() or cpath.exists()) and not overwrite:
             hint = " or continue it (resume=true / --resume)" if cpath.exists() else ""
             raise ExportError(f"{out} already exists: replace it (overwrite=true / --overwrite){hint}")
@@ -369,18 +472,19 @@ async def run_export(
         if gte >= lt:
             raise ExportError(f"empty range: created_gte ({gte}) must be before created_lt ({lt})")
         header = encoder.header()
-        with open(out, "wb") as f:
+        with _open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "wb") as f:
             f.write(header)
         digest = hashlib.sha256(header)
         windows = initial_windows(gte, lt)
         count = 0
         state = ckpt.Checkpoint(fmt, gte, lt, len(header), 0, [w.state() for w in windows], mode=mode)
         ckpt.save(cpath, state)
+    assert fmt is not None
 
     stats = stripe.stats
     base_requests, base_retries, base_429 = stats.requests, stats.retries, stats.rate_limited
     started = time.monotonic()
-    f = open(out, "ab")  # noqa: SIM115 - closed in finally
+    f = _open(out, os.O_WRONLY | os.O_APPEND, "ab")
     written = count
 
     def sink(records: list[dict[str, Any]]) -> None:
@@ -399,7 +503,7 @@ async def run_export(
         ckpt.save(
             cpath,
             ckpt.Checkpoint(
-                fmt,
+                fmt,  # type: ignore[arg-type]
                 gte,
                 lt,
                 f.tell(),
@@ -438,11 +542,20 @@ async def run_export(
         if completed:
             f.flush()
             os.fsync(f.fileno())
+            size = f.tell()
             f.close()
             cpath.unlink(missing_ok=True)
         else:
             save()  # synchronous: a cancellation cannot interrupt it
             f.close()
+    # Proof, not assumption: the answer's sha256 is the finished file's, and it must be what we wrote.
+    on_disk, disk_size = await anyio.to_thread.run_sync(_file_sha256, out)  # big files: off the event loop
+    if on_disk != digest.hexdigest() or disk_size != size:
+        raise ExportError(
+            f"{out.name} was changed by another writer during the export (its sha256 and size are not "
+            "those of the records written), so its content is not a true export; start again "
+            "(overwrite=true / --overwrite) and let nothing else write to it"
+        )
     p = progress()
     return ExportResult(
         path=str(out),
@@ -452,7 +565,7 @@ async def run_export(
         requests=p.requests,
         retries=p.retries,
         rate_limited=p.rate_limited,
-        sha256=digest.hexdigest(),
+        sha256=on_disk,
         created_gte=gte,
         created_lt=lt,
         resumed=resume,

@@ -39,6 +39,24 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 Format = Literal["jsonl", "csv"]
+FORMATS: tuple[Format, ...] = ("jsonl", "csv")
+
+
+def format_for(filename: str, given: str | None) -> Format | None:
+    """The format to write: `given`, else the file name's extension; None when neither tells.
+
+    Raises ValueError when `given` contradicts a known extension (``format=csv`` for ``x.jsonl``):
+    the file would be named for one format and hold the other.
+    """
+    suffix = filename.rsplit("/", 1)[-1].rpartition(".")[2].lower() if "." in filename else ""
+    implied = next((f for f in FORMATS if f == suffix), None)
+    if given is None:
+        return implied
+    if given not in FORMATS:
+        raise ValueError(f"unknown format {given!r}: use jsonl or csv")
+    if implied is not None and implied != given:
+        raise ValueError(f"format {given} contradicts the file name's .{implied} extension: change one of them")
+    return given  # type: ignore[return-value]
 
 _ADDRESS_PARTS = ("line1", "line2", "city", "state", "postal_code", "country")
 

@@ -84,9 +84,10 @@ class _Throttle:
 def register(server: MCPServer, settings: Settings) -> None:
     @server.tool(annotations=READ)
     async def export_customers(
-        format: Literal["jsonl", "csv"],
         filename: Annotated[str, Field(min_length=1, max_length=255, description="in the export dir")],
         ctx: Context,
+        # Described tersely: every tool definition shares one context budget (tests/test_catalogue.py).
+        format: Annotated[Literal["jsonl", "csv"] | None, Field(description="default: from extension")] = None,
         created_gte: Timestamp = None,
         created_lt: Timestamp = None,
         resume: Annotated[bool, Field(description="continue an interrupted export")] = False,
@@ -98,18 +99,25 @@ def register(server: MCPServer, settings: Settings) -> None:
         """
         from stripe_identity_mcp.export.engine import ExportError, run_export
         from stripe_identity_mcp.export.paths import PathRefused, confine
+        from stripe_identity_mcp.export.writers import format_for
 
         app = deps(ctx)
         try:
             out = confine(app.settings.export_dir, filename)
         except PathRefused as exc:
-            raise ToolError(f"refused: {exc}. Give a plain file name such as customers.{format}") from None
+            raise ToolError(f"refused: {exc}. Give a plain file name such as customers.{format or 'jsonl'}") from None
+        try:
+            fmt = format_for(filename, format)  # the name the user gave, not a symlink's target
+        except ValueError as exc:
+            raise ToolError(f"refused: {exc}") from None
+        if fmt is None and not resume:
+            raise ToolError("give format (jsonl or csv), or a filename ending in .jsonl or .csv")
         gte, lt = to_unix(created_gte, "created_gte"), to_unix(created_lt, "created_lt")
         try:
             result = await run_export(
                 app.stripe,
                 out,
-                format,
+                fmt,
                 created_gte=gte,
                 created_lt=lt,
                 resume=resume,
