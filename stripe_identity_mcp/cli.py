@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from stripe_identity_mcp.settings import ALL_TOOLSETS, ConfigError, Settings
+from stripe_identity_mcp.log_redaction import configure_logging
+from stripe_identity_mcp.settings import ALL_TOOLSETS, ConfigError, Settings, invalid_settings_message
 
 SANDBOX_KEY = "sk_test_sandbox"
 SANDBOX_SCIM_TOKEN = "scim_sandbox"
@@ -65,7 +65,12 @@ _FLAG_FIELDS = (
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f, None) is not None}
     overrides.update(extra)
-    return Settings(**overrides)
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:  # one readable line per setting, never the rejected value
+        raise ConfigError(invalid_settings_message(exc)) from None
 
 
 @contextmanager
@@ -100,7 +105,7 @@ def serve(args: argparse.Namespace) -> int:
         except (ConfigError, ValueError) as exc:
             print(f"stripe-identity-mcp: {exc}", file=sys.stderr)
             return 2
-        logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+        configure_logging(settings.log_level, settings.secrets())
         if args.transport == "http":
             from stripe_identity_mcp.transport_http import run_http
 
