@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from stripe_identity_mcp import __version__
 from stripe_identity_mcp.log_redaction import configure_logging
 from stripe_identity_mcp.settings import ALL_TOOLSETS, ConfigError, Settings, invalid_settings_message
 
@@ -119,11 +120,12 @@ def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="stripe-identity-mcp", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"stripe-identity-mcp {__version__}")
     sub = parser.add_subparsers(dest="command")
     add_serve_flags(sub.add_parser("serve", help="run the MCP server (default)"))
     for name, (_, _, help_text) in EXTERNAL.items():
         sub.add_parser(name, help=help_text, add_help=False)
-    if not argv or argv[0] not in {"serve", *EXTERNAL, "-h", "--help"}:
+    if not argv or argv[0] not in {"serve", *EXTERNAL, "-h", "--help", "--version"}:
         argv.insert(0, "serve")
     if argv[0] in EXTERNAL:
         module, func, _ = EXTERNAL[argv[0]]
