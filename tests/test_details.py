@@ -26,7 +26,9 @@ from tests.conftest import SANDBOX_KEY, SCIM_TOKEN, make_settings, mcp_client, r
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, env_extra: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env_extra: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE")}
     env.update(env_extra or {})
     return subprocess.run(
@@ -40,7 +42,8 @@ def test_version_prints_the_package_version(tmp_path):
     proc = run_cli("--version", cwd=tmp_path)
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == f"stripe-identity-mcp {declared}" == f"stripe-identity-mcp {stripe_identity_mcp.__version__}"
+    assert declared == stripe_identity_mcp.__version__
+    assert proc.stdout.strip() == f"stripe-identity-mcp {declared}"
 
 
 # --- doctor -----------------------------------------------------------------------------------------
@@ -124,8 +127,16 @@ async def test_readme_tells_the_truth_about_lee(sandbox):
 
 
 # --- make serve: stdout is the MCP stream and nothing else ------------------------------------------
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "make-test", "version": "0"}}}  # fmt: skip
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "make-test", "version": "0"},
+    },
+}
 
 
 def fake_venv_python(tmp_path: Path) -> Path:
@@ -137,7 +148,8 @@ def fake_venv_python(tmp_path: Path) -> Path:
         'echo "fake python: $*"\n'  # stdout on purpose: the Makefile must send it to stderr
         'if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then\n'
         '  mkdir -p "$3/bin" && cp "$0" "$3/bin/python"\n'
-        f'  printf \'#!/bin/sh\\nexec "%s" -m stripe_identity_mcp "$@"\\n\' "{sys.executable}" > "$3/bin/stripe-identity-mcp"\n'
+        f'  printf \'#!/bin/sh\\nexec "%s" -m stripe_identity_mcp "$@"\\n\' "{sys.executable}" \\\n'
+        '    > "$3/bin/stripe-identity-mcp"\n'
         '  chmod +x "$3/bin/stripe-identity-mcp"\n'
         "fi\n"
     )
