@@ -54,7 +54,7 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text, self.secrets)
         if record.stack_info:
             record.stack_info = redact(record.stack_info, self.secrets)
-        record._redacted = True  # noqa: SLF001 - marks the record, so a second handler skips the work
+        setattr(record, "_redacted", True)  # marks the record: a second handler (or the factory) skips it
 
 
 def _all_handlers() -> list[logging.Handler]:
