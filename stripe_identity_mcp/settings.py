@@ -74,6 +74,9 @@ def check_base_url(name: str, value: str) -> str:
 
     httpx would send userinfo as Basic auth instead of the key, and the URL is shown in answers and logs.
     """
+    problem = _bad_char(value)  # urlsplit silently drops \r, \n and \t; httpx would not
+    if problem:
+        raise ConfigError(f"{name} {problem}: remove it")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a non-numeric port
@@ -162,7 +165,7 @@ class Settings(BaseSettings):
 
     @field_validator("api_base", "scim_base")
     @classmethod
-    def _strip_slash(cls, value: str, info: ValidationInfo) -> str:
+    def _check_base(cls, value: str, info: ValidationInfo) -> str:
         name = "STRIPE_API_BASE" if info.field_name == "api_base" else "STRIPE_SCIM_BASE"
         return check_base_url(name, value.rstrip("/"))
 

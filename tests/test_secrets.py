@@ -232,6 +232,7 @@ def test_settings_refuse_userinfo_and_dirty_keys_without_the_value_in_the_error(
         ["--api-key", KEY, "--api-base", f"https://admin:{URL_PASSWORD}@api.stripe.com"],
         ["--api-key", KEY + "\r"],
         ["--api-key", KEY, "--scim-base", f"https://{URL_PASSWORD}@access.stripe.com/scim/v2"],
+        ["--api-key", KEY, "--api-base", "https://api.stripe.com\r"],  # urlsplit would drop the \r silently
     ):
         with pytest.raises(ConfigError) as caught:
             settings_from_args(parser.parse_args(argv), _env_file=None)
