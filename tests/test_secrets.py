@@ -7,6 +7,7 @@ with userinfo and in a response header (which only httpcore's DEBUG log shows).
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -26,9 +27,10 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from stripe_identity_mcp.cli import add_serve_flags, settings_from_args
 from stripe_identity_mcp.clients.errors import redact
 from stripe_identity_mcp.log_redaction import install_redaction
-from stripe_identity_mcp.settings import ConfigError, Settings
+from stripe_identity_mcp.settings import ConfigError
 from tests.conftest import make_settings, mcp_client
 
 BODY = "51Echo" + pysecrets.token_hex(12)  # a realistic, distinctive key body (random per run)
@@ -222,10 +224,6 @@ def test_userinfo_in_a_base_url_is_a_config_error_that_shows_no_password(tmp_pat
 
 
 def test_settings_refuse_userinfo_and_dirty_keys_without_the_value_in_the_error():
-    from stripe_identity_mcp.cli import add_serve_flags, settings_from_args
-
-    import argparse
-
     parser = argparse.ArgumentParser()
     add_serve_flags(parser)
     for argv in (
