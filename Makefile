@@ -1,5 +1,9 @@
 # Two commands for a fresh clone:  `make serve` (MCP server on stdio against the embedded sandbox)
 # and `make test` (the whole test suite). Both create .venv and install what they need first.
+#
+# `make serve` speaks MCP on stdout, so make must write nothing else there: recipes are silent (@)
+# and set-up output goes to stderr. (Started from another make, make 4.3 itself prints "Entering
+# directory" on stdout; add --no-print-directory then.)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,25 +12,26 @@ STAMP := $(VENV)/.installed
 .PHONY: serve test demo install bench clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) (first run only)..." >&2
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
+	@$(BIN)/python -m pip install --quiet -e '.[test]' >&2
+	@touch $(STAMP)
 
 install: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/stripe-identity-mcp serve --sandbox
+	@exec $(BIN)/stripe-identity-mcp serve --sandbox
 
 demo: $(STAMP)
-	$(BIN)/stripe-identity-mcp demo
+	@$(BIN)/stripe-identity-mcp demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	@$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/export_bench.py
-	$(BIN)/python benchmarks/http_load.py
+	@$(BIN)/python benchmarks/export_bench.py
+	@$(BIN)/python benchmarks/http_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

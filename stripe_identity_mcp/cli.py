@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from stripe_identity_mcp.settings import ALL_TOOLSETS, ConfigError, Settings
+from stripe_identity_mcp import __version__
+from stripe_identity_mcp.log_redaction import configure_logging
+from stripe_identity_mcp.settings import ALL_TOOLSETS, ConfigError, Settings, invalid_settings_message
 
 SANDBOX_KEY = "sk_test_sandbox"
 SANDBOX_SCIM_TOKEN = "scim_sandbox"
@@ -65,7 +66,12 @@ _FLAG_FIELDS = (
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f, None) is not None}
     overrides.update(extra)
-    return Settings(**overrides)
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:  # one readable line per setting, never the rejected value
+        raise ConfigError(invalid_settings_message(exc)) from None
 
 
 @contextmanager
@@ -100,7 +106,7 @@ def serve(args: argparse.Namespace) -> int:
         except (ConfigError, ValueError) as exc:
             print(f"stripe-identity-mcp: {exc}", file=sys.stderr)
             return 2
-        logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+        configure_logging(settings.log_level, settings.secrets())
         if args.transport == "http":
             from stripe_identity_mcp.transport_http import run_http
 
@@ -114,11 +120,12 @@ def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="stripe-identity-mcp", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"stripe-identity-mcp {__version__}")
     sub = parser.add_subparsers(dest="command")
     add_serve_flags(sub.add_parser("serve", help="run the MCP server (default)"))
     for name, (_, _, help_text) in EXTERNAL.items():
         sub.add_parser(name, help=help_text, add_help=False)
-    if not argv or argv[0] not in {"serve", *EXTERNAL, "-h", "--help"}:
+    if not argv or argv[0] not in {"serve", *EXTERNAL, "-h", "--help", "--version"}:
         argv.insert(0, "serve")
     if argv[0] in EXTERNAL:
         module, func, _ = EXTERNAL[argv[0]]

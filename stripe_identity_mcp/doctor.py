@@ -1,6 +1,7 @@
 """`stripe-identity-mcp doctor`: check key kind/mode, reachability, SCIM token, portal configuration.
 
-Prints one line per check (never a secret) and exits non-zero when a check that matters fails.
+Prints one line per check (never a secret); exits 0 only when every check passed, 1 when one failed,
+2 when the configuration itself is invalid.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 import anyio
 
 from stripe_identity_mcp.clients.errors import StripeIdentityError, redact
+from stripe_identity_mcp.log_redaction import configure_logging
 from stripe_identity_mcp.settings import ConfigError, Settings
 
 
@@ -37,11 +39,22 @@ async def run_checks(settings: Settings) -> list[tuple[str, bool, str]]:
         else:
             try:
                 listed = await app.scim.list_users(count=1)
-                total = getattr(listed, "total_results", None)
-                results.append(("scim", True, f"token accepted at {settings.scim_base} ({total} members)"))
+                count = f"{listed.totalResults} member{'s' * (listed.totalResults != 1)}"
+                results.append(("scim", True, f"token accepted at {settings.scim_base} ({count})"))
             except StripeIdentityError as exc:
                 results.append(("scim", False, redact(exc.message, settings.secrets())))
     return results
+
+
+def report(results: list[tuple[str, bool, str]]) -> int:
+    """Print one line per check; 0 only when every check passed, else 1 with a summary naming the failures."""
+    for name, ok, note in results:
+        print(f"{name:7} {'ok  ' if ok else 'FAIL'} {note}")
+    failed = [name for name, ok, _ in results if not ok]
+    if failed:
+        print(f"doctor: {len(failed)} check{'s' * (len(failed) != 1)} failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main_doctor(argv: list[str]) -> int:
@@ -55,9 +68,11 @@ def main_doctor(argv: list[str]) -> int:
             settings = settings_from_args(args, **overrides)
             settings.mode  # noqa: B018 - validates the key
         except (ConfigError, ValueError) as exc:
-            print(f"key: FAIL {exc}", file=sys.stderr)
+            print(f"config  FAIL {exc}")
             return 2
-        results = anyio.run(run_checks, settings)
-    for name, ok, note in results:
-        print(f"{name:7} {'ok  ' if ok else 'FAIL'} {note}")
-    return 0 if all(ok for name, ok, _ in results if name in ("key", "stripe", "scim")) else 1
+        configure_logging(settings.log_level, settings.secrets())
+        try:
+            results = anyio.run(run_checks, settings)
+        except StripeIdentityError as exc:  # e.g. the clients could not even be built
+            results = [("stripe", False, redact(exc.message, settings.secrets()))]
+    return report(results)

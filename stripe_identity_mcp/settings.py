@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_API_BASE = "https://api.stripe.com"
@@ -40,6 +42,66 @@ def key_mode(key: str) -> tuple[Mode, KeyKind]:
     )
 
 
+_CONTROL_NAMES = {"\r": "carriage return", "\n": "line feed", "\t": "tab", "\x00": "NUL"}
+
+
+def _bad_char(value: str) -> str | None:
+    """Where and what the first whitespace/control character is, described without the value."""
+    for index, char in enumerate(value):
+        if char.isspace() or unicodedata.category(char).startswith("C"):
+            where = "starts with" if index == 0 else "ends with" if not value[index:].strip() else "contains"
+            name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "a control character").lower()
+            return f"{where} {ascii(char)} ({name})"
+    return None
+
+
+def check_secret_text(name: str, value: str) -> None:
+    """Refuse a credential holding whitespace or control characters (a CRLF `.env` leaves a trailing \\r).
+
+    Such a key cannot be a real one, and httpx/h11 would put it, in full, into an exception and the
+    DEBUG log when building the header; refusing it at start-up is the only place nothing is sent yet.
+    """
+    problem = _bad_char(value)
+    if problem:
+        crlf = ""
+        if value[-1:] in ("\r", "\n"):
+            crlf = " (a .env file saved with Windows line endings leaves one at the end of a value)"
+        raise ConfigError(f"{name} {problem}: remove it{crlf}; nothing was sent")
+
+
+def check_base_url(name: str, value: str) -> str:
+    """An http(s) URL with a host and no `user:password@`: credentials belong in the key/token only.
+
+    httpx would send userinfo as Basic auth instead of the key, and the URL is shown in answers and logs.
+    """
+    problem = _bad_char(value)  # urlsplit silently drops \r, \n and \t; httpx would not
+    if problem:
+        raise ConfigError(f"{name} {problem}: remove it")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL (expected e.g. https://api.stripe.com)") from None
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"{name} must not contain user:password@ (userinfo); put the key in STRIPE_API_KEY "
+            "and the SCIM token in STRIPE_SCIM_TOKEN, and give the base URL without credentials"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http:// or https:// URL with a host (e.g. https://api.stripe.com)")
+    return value
+
+
+def invalid_settings_message(exc: ValidationError) -> str:
+    """One line per invalid field, naming the setting and the rule; never the rejected value."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in err["loc"]) or "settings"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(message if message.startswith(("STRIPE_", "--")) else f"{field}: {message}")
+    return "\n".join(lines)
+
+
 def _env(name: str, *more: str) -> AliasChoices:
     return AliasChoices(name, *more)
 
@@ -47,7 +109,10 @@ def _env(name: str, *more: str) -> AliasChoices:
 class Settings(BaseSettings):
     """All knobs. Env names are Stripe-standard where Stripe has one, else STRIPE_IDENTITY_MCP_*."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a rejected key or URL must not come back inside the validation error text.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     api_key: SecretStr | None = Field(None, validation_alias=_env("STRIPE_API_KEY", "api_key"))
     api_base: str = Field(DEFAULT_API_BASE, validation_alias=_env("STRIPE_API_BASE", "api_base"))
@@ -100,8 +165,17 @@ class Settings(BaseSettings):
 
     @field_validator("api_base", "scim_base")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _check_base(cls, value: str, info: ValidationInfo) -> str:
+        name = "STRIPE_API_BASE" if info.field_name == "api_base" else "STRIPE_SCIM_BASE"
+        return check_base_url(name, value.rstrip("/"))
+
+    @field_validator("api_key", "scim_token")
+    @classmethod
+    def _clean_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            name = "STRIPE_API_KEY" if info.field_name == "api_key" else "STRIPE_SCIM_TOKEN"
+            check_secret_text(name, value.get_secret_value())
+        return value
 
     # Derived facts -------------------------------------------------------------------------------
     @property

@@ -8,14 +8,40 @@ from typing import Any
 _KEY_RE = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*]+")
 # A bearer credential: long and token-shaped (prose such as "bearer token" is left alone).
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)(?=[^\s\"',]{12,})(?=[^\s\"',]*[0-9_])[^\s\"',]+")
+# Our own HTTP-transport tokens (http_auth.TOKEN_PREFIX + 43 url-safe characters).
+_HTTP_TOKEN_RE = re.compile(r"\bsim_[A-Za-z0-9_-]{20,}")
+# `scheme://user:password@host`: the userinfo part of any URL (settings refuse it; this catches echoes).
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#]+@")
+# Known Stripe key prefixes; what follows is the key's distinctive body.
+_KEY_PREFIX_RE = re.compile(r"^(?:sk|rk|pk)_(?:test|live)_")
+# A body shorter than this is not distinctive (`sk_test_sandbox` → "sandbox" is an ordinary word).
+MIN_BODY = 12
+
+
+def secret_variants(secrets: list[str] | tuple[str, ...]) -> list[str]:
+    """Every form of each secret worth removing: as given, stripped, and a Stripe key's body alone.
+
+    An upstream (or a proxy) may echo the key without its `sk_test_` prefix; the body is what makes it
+    secret, so it is redacted wherever it appears. Longest first, so a whole key is replaced before its body.
+    """
+    out: set[str] = set()
+    for secret in secrets:
+        for form in (secret, secret.strip()):
+            if form:
+                out.add(form)
+                body = _KEY_PREFIX_RE.sub("", form)
+                if body != form and len(body) >= MIN_BODY:
+                    out.add(body)
+    return sorted(out, key=len, reverse=True)
 
 
 def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
-    """Remove known secrets and anything shaped like a Stripe key or bearer token."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
+    """Remove known secrets (and their bodies), URL userinfo, and anything shaped like a key or token."""
+    for secret in secret_variants(secrets):
+        text = text.replace(secret, "[redacted]")
+    text = _USERINFO_RE.sub(r"\1[redacted]@", text)
     text = _KEY_RE.sub(lambda m: m.group(0)[:8] + "…[redacted]", text)
+    text = _HTTP_TOKEN_RE.sub("sim_[redacted]", text)
     return _BEARER_RE.sub(r"\1[redacted]", text)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shlex
 import sys
 import time
@@ -24,6 +23,7 @@ from stripe_identity_mcp import cli
 from stripe_identity_mcp.clients.errors import StripeIdentityError, redact
 from stripe_identity_mcp.export.paths import PathRefused, check_name
 from stripe_identity_mcp.export.writers import format_for
+from stripe_identity_mcp.log_redaction import configure_logging
 from stripe_identity_mcp.settings import ConfigError
 
 PROG = "stripe-identity-mcp export"
@@ -116,7 +116,7 @@ def main_export(argv: list[str]) -> int:
         except (ConfigError, ValueError) as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 2
-        logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+        configure_logging(settings.log_level, settings.secrets())
         line = ProgressLine(args.quiet, settings.rate)
 
         async def go() -> object:

@@ -68,6 +68,8 @@ def iso(ts: int | None) -> str | None:
 def _hint(error: StripeIdentityError, app: AppDeps) -> str | None:
     mode = app.mode_label
     if isinstance(error, NotFoundError):
+        if error.type == "scim_error":  # SCIM is per account: modes say nothing about team members
+            return "no Dashboard team member has that id: find it with list_team_members or resolve_identity"
         if "similar object exists" in error.message:
             return "the id belongs to the other mode: use a key of that mode"
         return f"nothing with that id in {mode} mode (ids are per mode; deleted objects may be gone)"

@@ -14,12 +14,12 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 from pydantic import Field
 
-from stripe_identity_mcp.clients.errors import StripeIdentityError
+from stripe_identity_mcp.clients.errors import NotFoundError, StripeIdentityError
 from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.models.identity import (
     ConnectAccountSummary,
@@ -183,6 +183,8 @@ def _json(model: Any) -> str:
 async def _read(app: AppDeps, fn: Callable[[], Awaitable[Any]]) -> Any:
     try:
         return await fn()
+    except NotFoundError as exc:  # SEP-2164: a missing instance is invalid params (-32602), not an internal error
+        raise ResourceNotFoundError(str(tool_error(exc, app))) from None
     except StripeIdentityError as exc:
         raise ResourceError(str(tool_error(exc, app))) from None
 
