@@ -1086,18 +1086,21 @@ class Sandbox:
                 except Exception as exc:
                     return JSONResponse({"error": str(exc)}, status_code=400)
                 for k, v in data.items():
-                    if k not in ("rate_limit", "live_rate_limit", "search_lag_s", "latency_ms", "portal_configured", "fault_rate", "scim_deactivate_deletes"):
+                    if k not in ("rate_limit", "live_rate_limit", "search_lag_s", "latency_ms", "portal_configured", "fault_rate", "scim_keep_inactive", "scim_deactivate_deletes"):
                         return JSONResponse({"error": f"unknown or read-only setting {k!r}"}, status_code=400)
                     if k == "portal_configured":
                         self.config.portal_configured = {**self.config.portal_configured, **v}
                     elif k == "fault_rate":
                         self.config.fault_rate = float(v)
                         self.faults.rate = float(v)
-                    elif k == "scim_deactivate_deletes":
-                        self.config.scim_deactivate_deletes = bool(v)
+                    elif k in ("scim_keep_inactive", "scim_deactivate_deletes"):
+                        # scim_deactivate_deletes: the old name, with the opposite sense. Switching at
+                        # runtime changes what later deactivations do, not the seeded members.
+                        keep = bool(v) if k == "scim_keep_inactive" else not bool(v)
+                        self.config.scim_keep_inactive = keep
                         scim = getattr(self, "scim", None)
                         if scim is not None:
-                            scim.deactivate_deletes = bool(v)
+                            scim.keep_inactive = keep
                     else:
                         setattr(self.config, k, v)
                 if "rate_limit" in data or "live_rate_limit" in data:
@@ -1193,7 +1196,7 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
             seed=config.seed,
             empty=config.empty,
             shared_emails=[p["email"] for p in SHARED_PEOPLE],
-            deactivate_deletes=config.scim_deactivate_deletes,
+            keep_inactive=config.scim_keep_inactive,
         )
         sandbox.scim = scim  # type: ignore[attr-defined]
         routes.append(Mount("/scim/v2", app=_LatencyWrapper(scim.app, sandbox)))

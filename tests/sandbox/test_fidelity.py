@@ -167,3 +167,72 @@ def test_payment_method_type_in_the_enum_filters(sandbox: SandboxHandle) -> None
     assert [p["id"] for p in cards["data"]] == [p["id"] for p in every["data"]] and JANE_PM_ID in [p["id"] for p in every["data"]]
     assert sepa.status_code == 200 and sepa.json()["data"] == []
     assert len(PAYMENT_METHOD_TYPES) == 31 and "card" in PAYMENT_METHOD_TYPES  # Stripe's OpenAPI enum
+
+
+# ------------------------------------------------------------------ SCIM: deactivation deletes (Stripe's guide)
+
+SCIM_TOKEN = "scim_sandbox"
+SCIM_PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+def scim(sb: SandboxHandle) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"}
+    return httpx.Client(base_url=sb.scim_base, headers=headers, timeout=10)
+
+
+def by_email(c: httpx.Client, email: str) -> list[dict[str, Any]]:
+    r = c.get("/Users", params={"filter": f'userName eq "{email}"'})
+    assert r.status_code == 200, r.text
+    return r.json()["Resources"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        {"op": "replace", "path": "active", "value": False},
+        {"op": "Replace", "value": {"active": "False"}},  # Entra's casing and string boolean
+    ],
+    ids=["path-form", "value-form"],
+)
+def test_scim_deactivation_deletes_the_member_by_default(fresh: SandboxHandle, operation: dict[str, Any]) -> None:
+    from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
+
+    omar = SCIM_FIXED_IDS["omar@globex.com"]
+    total = len(fresh.sandbox.scim.users)
+    with scim(fresh) as c:
+        off = c.patch(f"/Users/{omar}", json={"schemas": [SCIM_PATCH], "Operations": [operation]})
+        gone = c.get(f"/Users/{omar}")
+        listed = by_email(c, "omar@globex.com")
+        again = c.post("/Users", json={"schemas": [SCIM_USER], "userName": "omar@globex.com"})
+    assert off.status_code == 204 and off.content == b""
+    assert gone.status_code == 404 and listed == []
+    assert omar not in fresh.sandbox.scim.users and len(fresh.sandbox.scim.users) == total  # -1, then +1 below
+    assert again.status_code == 201 and again.json()["id"] != omar  # re-provisioning makes a new member
+
+
+def test_default_seed_has_no_inactive_members_and_the_keep_option_has_them() -> None:
+    from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
+
+    with serve_in_thread(SandboxConfig(**FAST)) as default, serve_in_thread(SandboxConfig(**FAST, scim_keep_inactive=True)) as keep:
+        with scim(default) as c:
+            assert by_email(c, "jane@acme.com") == []
+            assert c.get("/Users", params={"filter": "active eq false"}).json()["totalResults"] == 0
+        with scim(keep) as c:
+            (jane,) = by_email(c, "jane@acme.com")
+            inactive = c.get("/Users", params={"filter": "active eq false", "count": 100}).json()
+        kept, deleted = keep.sandbox.scim.users, default.sandbox.scim.users
+    assert jane["id"] == SCIM_FIXED_IDS["jane@acme.com"] and jane["active"] is False
+    assert {u["id"] for u in inactive["Resources"]} == {i for i, u in kept.items() if u["active"] is False}
+    # The default seed is the keep seed minus its inactive members, with the same ids and content
+    assert deleted == {i: u for i, u in kept.items() if u["active"] is True} and len(kept) > len(deleted) > 0
+
+
+def test_keep_inactive_option_keeps_a_deactivated_member() -> None:
+    from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
+
+    omar = SCIM_FIXED_IDS["omar@globex.com"]
+    with serve_in_thread(SandboxConfig(**FAST, scim_keep_inactive=True)) as keep, scim(keep) as c:
+        off = c.patch(f"/Users/{omar}", json={"schemas": [SCIM_PATCH], "Operations": [{"op": "replace", "path": "active", "value": False}]})
+        assert off.status_code == 200 and off.json()["active"] is False
+        assert keep.sandbox.scim.users[omar]["active"] is False
