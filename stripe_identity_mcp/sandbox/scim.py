@@ -28,12 +28,13 @@ What it reproduces from Stripe's SCIM guide
 
 Emulator choices
 ----------------
-* Deactivation deletes, as Stripe's guide says ("deactivating a user deletes it"): a PATCH that leaves
-  the member ``active: false`` removes the member and answers 204 No Content, exactly like
-  ``DELETE`` (subsequent GET → 404, gone from lists). Either way Dashboard access is revoked at once.
-  ``keep_inactive=True`` (``SandboxConfig.scim_keep_inactive``, CLI ``--scim-keep-inactive``) keeps
-  the usual-SCIM-server behaviour instead: the member stays visible with ``active: false`` and the
-  PATCH answers 200 with the member. A PUT with ``active: false`` is an update in both modes.
+* Deactivation deletes, as Stripe's guide says ("deactivating a user deletes it"): a PATCH or PUT
+  that leaves the member ``active: false`` removes the member and answers 204 No Content, exactly
+  like ``DELETE`` (subsequent GET → 404, gone from lists). Either way Dashboard access is revoked at
+  once. ``keep_inactive=True`` (``SandboxConfig.scim_keep_inactive``, CLI ``--scim-keep-inactive``)
+  keeps the usual-SCIM-server behaviour instead: the member stays visible with ``active: false`` and
+  the PATCH/PUT answers 200 with the member. (A POST with ``active: false`` creates an inactive
+  member in both modes; Stripe does not document that case.)
 * PUT without ``active`` keeps the current value (a PUT never silently re-grants access); other
   omitted readWrite attributes are cleared. PATCH ``remove`` of ``active`` leaves it unassigned.
 * ``op`` is case-insensitive ("Replace" from Entra); ``"True"``/``"False"`` strings for boolean
@@ -1070,9 +1071,17 @@ class ScimSandbox:
             raise ScimError(400, "User must be a JSON object", "invalidSyntax")
         self._check_if_match(request, current)
         fields = self._build(body, current)
+        if not self.keep_inactive and fields.get("active") is False:
+            return self._deactivated(uid)  # a PUT with active=false is a deactivation too
         user = self._finish(uid, fields, current["meta"]["created"], _now())
         self.users[uid] = user
         return self._single(request, user)
+
+    def _deactivated(self, uid: str) -> Response:
+        """Stripe's guide: deactivating a user deletes it; the answer is 204 like DELETE's."""
+        del self.users[uid]
+        self._order.pop(uid, None)
+        return Response(status_code=204)
 
     def _delete(self, request: Request, uid: str) -> Response:
         user = self._find(uid)
@@ -1102,9 +1111,7 @@ class ScimSandbox:
         if work.get("emails") is not None and sum(1 for e in work["emails"] if e.get("primary") is True) > 1:
             raise ScimError(400, "At most one email may be primary", "invalidValue")
         if not self.keep_inactive and work.get("active") is False:
-            del self.users[uid]  # Stripe's guide: deactivating a user deletes it
-            self._order.pop(uid, None)
-            return Response(status_code=204)
+            return self._deactivated(uid)
         changed = {k: v for k, v in current.items() if k not in ("schemas", "id", "meta")} != work
         if changed:
             user = self._finish(uid, work, current["meta"]["created"], _now())

@@ -236,3 +236,16 @@ def test_keep_inactive_option_keeps_a_deactivated_member() -> None:
         off = c.patch(f"/Users/{omar}", json={"schemas": [SCIM_PATCH], "Operations": [{"op": "replace", "path": "active", "value": False}]})
         assert off.status_code == 200 and off.json()["active"] is False
         assert keep.sandbox.scim.users[omar]["active"] is False
+
+
+def test_scim_put_with_active_false_deletes_too(fresh: SandboxHandle) -> None:
+    from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
+
+    priya = SCIM_FIXED_IDS["priya@umbrella.com"]
+    with scim(fresh) as c:
+        renamed = c.put(f"/Users/{priya}", json={"schemas": [SCIM_USER], "userName": "priya@umbrella.com", "displayName": "P. Raman"})
+        off = c.put(f"/Users/{priya}", json={"schemas": [SCIM_USER], "userName": "priya@umbrella.com", "active": False})
+        gone = c.get(f"/Users/{priya}")
+    assert renamed.status_code == 200 and renamed.json()["displayName"] == "P. Raman"  # other PUTs update
+    assert off.status_code == 204 and off.content == b"" and gone.status_code == 404
+    assert priya not in fresh.sandbox.scim.users
