@@ -18,7 +18,7 @@ class SandboxConfig:
     fault_seed: int = 0
     portal_configured: dict[str, bool] = field(default_factory=lambda: {"test": True, "live": False})
     scim_token: str = "scim_sandbox"
-    # By default SCIM deactivation (PATCH active=false) deletes the member and answers 204, as Stripe
+    # By default SCIM deactivation (PATCH or PUT active=false) deletes the member and answers 204, as Stripe
     # documents, and the seed holds no inactive members. True keeps deactivated members visible with
     # active=false (the usual SCIM server behaviour) and seeds the inactive ones (jane@acme.com, ...).
     scim_keep_inactive: bool = False

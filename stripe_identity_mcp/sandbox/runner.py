@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scim-keep-inactive",
         action="store_true",
-        help="SCIM PATCH active=false keeps the member as inactive (and the seed has inactive members) "
+        help="SCIM deactivation (active=false) keeps the member as inactive (and the seed has inactive members) "
         "instead of deleting it as Stripe does",
     )
     # Deletion on deactivation used to be opt-in under this name; it is the default now.
