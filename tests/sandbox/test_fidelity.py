@@ -249,3 +249,17 @@ def test_scim_put_with_active_false_deletes_too(fresh: SandboxHandle) -> None:
     assert renamed.status_code == 200 and renamed.json()["displayName"] == "P. Raman"  # other PUTs update
     assert off.status_code == 204 and off.content == b"" and gone.status_code == 404
     assert priya not in fresh.sandbox.scim.users
+
+
+@pytest.mark.anyio
+async def test_through_mcp_the_default_team_has_no_inactive_members(fresh: SandboxHandle) -> None:
+    from tests.conftest import make_settings, mcp_client
+
+    async with mcp_client(make_settings(fresh)) as mcp:
+        listed = await mcp.call_tool("list_team_members", {"count": 100})
+        jane = await mcp.call_tool("list_team_members", {"email": "jane@acme.com"})
+    assert not listed.is_error and not jane.is_error, listed.content[0].text
+    members = listed.structured_content["members"]
+    assert members and all(m["active"] is True for m in members)
+    assert {m["id"] for m in members} == set(fresh.sandbox.scim.users)
+    assert jane.structured_content["total"] == 0 and jane.structured_content["members"] == []
