@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -13,10 +15,18 @@ from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
 from stripe_identity_mcp.toolsets import identity
 from stripe_identity_mcp.toolsets.identity import ID_SHAPES
-from tests.conftest import make_settings, mcp_client
+from tests.conftest import make_settings, mcp_client, running_sandbox
 
 
 TEMPLATES = {"stripe://customers/{customer_id}", "stripe://team-members/{member_id}", "stripe://accounts/{account_id}"}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Any]:
+    """Seeded sandbox that keeps deactivated SCIM members (the team-member template is read for the seeded inactive jane@acme.com). They exist only under
+    scim_keep_inactive: by default the sandbox deletes on deactivation, as Stripe does."""
+    with running_sandbox(scim_keep_inactive=True) as handle:
+        yield handle
 
 
 async def read_json(client, uri: str) -> dict:

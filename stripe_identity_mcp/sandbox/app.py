@@ -9,11 +9,17 @@ Deviations from Stripe worth knowing (all deliberate, for determinism and testab
 * Search sees a per-customer snapshot until ``search_lag_s`` has passed (see ``search.py``).
 * Fault rules (``/_sandbox/faults``) also reach ``/scim/v2`` when their ``path`` names a SCIM path
   (500/429 in SCIM's error shape, reset, drop_after_commit, slow); random faults stay ``/v1``-only.
+* ``Stripe-Version`` is checked for shape only (a real date since 2011, not in the future, optional
+  release name and beta flags), not against Stripe's release list; it is checked after the API key.
+* Answers carry ``Stripe-Ratelimit-Limit``/``-Remaining`` (the sandbox's own bucket, for tests),
+  which Stripe does not send; what Stripe's libraries act on (``Stripe-Should-Retry: true`` on a
+  ``lock_timeout`` only, no ``Retry-After``) is as Stripe sends it.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import re
@@ -63,7 +69,38 @@ CUSTOMER_UPDATE_FIELDS = (CUSTOMER_FIELDS - {"payment_method", "tax_id_data", "t
     "bank_account", "card", "default_alipay_account", "default_bank_account", "default_card", "default_source",
 }
 ADDRESS_FIELDS = {"city", "country", "line1", "line2", "postal_code", "state"}
+# The `type` filter of GET /v1/customers/{customer}/payment_methods (Stripe's OpenAPI enum, in order).
+PAYMENT_METHOD_TYPES = (
+    "acss_debit", "affirm", "afterpay_clearpay", "alipay", "au_becs_debit", "bacs_debit", "bancontact", "blik",
+    "boleto", "card", "cashapp", "customer_balance", "eps", "fpx", "giropay", "grabpay", "ideal", "klarna",
+    "konbini", "link", "oxxo", "p24", "paynow", "paypal", "pix", "promptpay", "sepa_debit", "sofort",
+    "us_bank_account", "wechat_pay", "zip",
+)
 CUSTOMER_EXPANDABLE = {"subscriptions", "invoice_settings.default_payment_method", "default_source", "test_clock", "tax", "sources", "tax_ids", "discount", "cash_balance", "invoice_credit_balance"}
+
+
+_VERSION_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:\.[a-z]+)?")
+_BETA_RE = re.compile(r"[a-z][a-z0-9_]*=v\d+")
+FIRST_API_VERSION = datetime.date(2011, 1, 1)
+
+
+def valid_api_version(version: str) -> bool:
+    """Whether ``Stripe-Version`` names a version Stripe could have released.
+
+    Stripe versions are release dates, since 2024-09-30 with a release name (``2024-09-30.acacia``),
+    optionally followed by beta headers (``; feature_beta=v3``). The emulator knows no release list,
+    so it accepts any real calendar date from 2011 to today (UTC) in that shape; anything else
+    ("2019-2-19", "latest", a future date) gets Stripe's 400 "Invalid Stripe API version: ...".
+    """
+    base, *betas = [part.strip() for part in version.split(";")]
+    m = _VERSION_RE.fullmatch(base)
+    if m is None or not all(_BETA_RE.fullmatch(b) for b in betas):
+        return False
+    try:
+        day = datetime.date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        return False
+    return FIRST_API_VERSION <= day <= datetime.datetime.now(datetime.timezone.utc).date()
 
 
 def redact_key(key: str) -> str:
@@ -523,8 +560,15 @@ def customer_payment_methods(ctx: Ctx, m: dict[str, str]) -> tuple[int, dict[str
     rec = _get_customer(ctx, m["id"], "customer", allow_deleted=False)
     st = ctx.store
     typ = ctx.params.get("type")
-    if typ is not None and typ not in ("card", ""):
-        recs: list[dict[str, Any]] = []
+    if typ not in (None, "") and typ not in PAYMENT_METHOD_TYPES:
+        raise StripeError(
+            400,
+            f"Invalid type: must be one of {', '.join(PAYMENT_METHOD_TYPES[:-1])}, or {PAYMENT_METHOD_TYPES[-1]}",
+            code="parameter_invalid",
+            param="type",
+        )
+    if typ not in (None, "", "card"):
+        recs: list[dict[str, Any]] = []  # the sandbox only holds cards
     else:
         recs = [st.pms[p] for p in st.cus_pms.get(rec["id"], []) if st.pms[p].get("customer") == rec["id"]]
 
@@ -885,9 +929,9 @@ class Sandbox:
             elif fault.kind == "500":
                 return await error(StripeError(500, "An unknown error occurred, please try again. If the problem persists, contact support at https://support.stripe.com/.", type="api_error", headers={"Stripe-Should-Retry": "true"}))
             elif fault.kind == "429":
-                return await error(StripeError(429, _RATE_MSG, type="invalid_request_error", code="rate_limit", headers={"Stripe-Should-Retry": "true"}))
-            elif fault.kind == "409":
-                return await error(StripeError(409, "This object cannot be accessed right now because another API request or Stripe process is currently accessing it. If you see this error intermittently, retry the request. If you see this error frequently and are making multiple concurrent requests to a single object, make your requests serially or at a lower rate. See https://stripe.com/docs/rate-limits#object-lock-timeouts for more details.", code="lock_timeout", headers={"Stripe-Should-Retry": "true"}))
+                return await error(_rate_limited())
+            elif fault.kind == "lock_timeout":
+                return await error(_lock_timeout())
             elif fault.kind == "reset":
                 self.by_status["reset"] += 1
                 return await self._abort(send)
@@ -905,7 +949,11 @@ class Sandbox:
             extra["Stripe-Ratelimit-Limit"] = str(int(rate) if float(rate).is_integer() else rate)  # type: ignore[arg-type]
             extra["Stripe-Ratelimit-Remaining"] = str(bucket.remaining)
         if not ok:
-            return await error(StripeError(429, _RATE_MSG, code="rate_limit", headers={"Stripe-Should-Retry": "true"}), livemode)
+            return await error(_rate_limited(), livemode)
+        if not valid_api_version(version):
+            bad_version = version
+            version = API_VERSION  # the answer is rendered in the account's version, not the rejected one
+            return await error(StripeError(400, f"Invalid Stripe API version: {bad_version}"), livemode)
 
         idem_key = raw_headers.get("idempotency-key") if method == "POST" else None
         try:
@@ -995,7 +1043,7 @@ class Sandbox:
         if fault.kind == "reset":
             self.by_status["reset"] += 1
             return await self._abort(send)
-        status = int(fault.kind)  # "500" / "429" ("409" is refused for SCIM paths by FaultRule)
+        status = int(fault.kind)  # "500" / "429" (lock_timeout is refused for SCIM paths by FaultRule)
         detail = (
             "Too many requests: SCIM rate limit exceeded; retry after the Retry-After interval"
             if status == 429
@@ -1038,18 +1086,21 @@ class Sandbox:
                 except Exception as exc:
                     return JSONResponse({"error": str(exc)}, status_code=400)
                 for k, v in data.items():
-                    if k not in ("rate_limit", "live_rate_limit", "search_lag_s", "latency_ms", "portal_configured", "fault_rate", "scim_deactivate_deletes"):
+                    if k not in ("rate_limit", "live_rate_limit", "search_lag_s", "latency_ms", "portal_configured", "fault_rate", "scim_keep_inactive", "scim_deactivate_deletes"):
                         return JSONResponse({"error": f"unknown or read-only setting {k!r}"}, status_code=400)
                     if k == "portal_configured":
                         self.config.portal_configured = {**self.config.portal_configured, **v}
                     elif k == "fault_rate":
                         self.config.fault_rate = float(v)
                         self.faults.rate = float(v)
-                    elif k == "scim_deactivate_deletes":
-                        self.config.scim_deactivate_deletes = bool(v)
+                    elif k in ("scim_keep_inactive", "scim_deactivate_deletes"):
+                        # scim_deactivate_deletes: the old name, with the opposite sense. Switching at
+                        # runtime changes what later deactivations do, not the seeded members.
+                        keep = bool(v) if k == "scim_keep_inactive" else not bool(v)
+                        self.config.scim_keep_inactive = keep
                         scim = getattr(self, "scim", None)
                         if scim is not None:
-                            scim.deactivate_deletes = bool(v)
+                            scim.keep_inactive = keep
                     else:
                         setattr(self.config, k, v)
                 if "rate_limit" in data or "live_rate_limit" in data:
@@ -1076,6 +1127,24 @@ SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 _RATE_MSG = (
     "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."
 )
+_LOCK_MSG = (
+    "This object cannot be accessed right now because another API request or Stripe process is currently "
+    "accessing it. If you see this error intermittently, retry the request. If you see this error frequently "
+    "and are making multiple concurrent requests to a single object, make your requests serially or at a lower "
+    "rate. See https://stripe.com/docs/rate-limits#object-lock-timeouts for more details."
+)
+
+
+def _rate_limited() -> StripeError:
+    # No Stripe-Should-Retry and no Retry-After: Stripe's libraries (stripe-python ``_should_retry``)
+    # retry a 429 only when told ``Stripe-Should-Retry: true``, which Stripe sends for lock timeouts
+    # alone; a rate-limited caller is expected to back off on its own schedule.
+    return StripeError(429, _RATE_MSG, code="rate_limit")
+
+
+def _lock_timeout() -> StripeError:
+    # Stripe answers an object-lock timeout with 429 (not 409) and asks the libraries to retry.
+    return StripeError(429, _LOCK_MSG, code="lock_timeout", headers={"Stripe-Should-Retry": "true"})
 
 
 class _LatencyWrapper:
@@ -1127,7 +1196,7 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
             seed=config.seed,
             empty=config.empty,
             shared_emails=[p["email"] for p in SHARED_PEOPLE],
-            deactivate_deletes=config.scim_deactivate_deletes,
+            keep_inactive=config.scim_keep_inactive,
         )
         sandbox.scim = scim  # type: ignore[attr-defined]
         routes.append(Mount("/scim/v2", app=_LatencyWrapper(scim.app, sandbox)))

@@ -18,6 +18,7 @@ class SandboxConfig:
     fault_seed: int = 0
     portal_configured: dict[str, bool] = field(default_factory=lambda: {"test": True, "live": False})
     scim_token: str = "scim_sandbox"
-    # Like real Stripe: SCIM PATCH active=false answers 204 and deletes the user. Off by default (the
-    # member stays visible as inactive, which the usual SCIM servers do).
-    scim_deactivate_deletes: bool = False
+    # By default SCIM deactivation (PATCH or PUT active=false) deletes the member and answers 204, as Stripe
+    # documents, and the seed holds no inactive members. True keeps deactivated members visible with
+    # active=false (the usual SCIM server behaviour) and seeds the inactive ones (jane@acme.com, ...).
+    scim_keep_inactive: bool = False

@@ -135,10 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument("--fault-seed", type=int, default=0)
     p.add_argument(
-        "--scim-deactivate-deletes",
+        "--scim-keep-inactive",
         action="store_true",
-        help="like Stripe: SCIM PATCH active=false answers 204 and deletes the member",
+        help="SCIM deactivation (active=false) keeps the member as inactive (and the seed has inactive members) "
+        "instead of deleting it as Stripe does",
     )
+    # Deletion on deactivation used to be opt-in under this name; it is the default now.
+    p.add_argument("--scim-deactivate-deletes", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -153,7 +156,7 @@ def config_from_args(ns: argparse.Namespace) -> SandboxConfig:
         search_lag_s=ns.search_lag,
         fault_rate=ns.fault_rate,
         fault_seed=ns.fault_seed,
-        scim_deactivate_deletes=ns.scim_deactivate_deletes,
+        scim_keep_inactive=ns.scim_keep_inactive and not ns.scim_deactivate_deletes,
     )
 
 

@@ -28,11 +28,13 @@ What it reproduces from Stripe's SCIM guide
 
 Emulator choices
 ----------------
-* ``PATCH active=false`` keeps the member visible with ``active: false`` (the usual SCIM server
-  behaviour, which lets the product show "inactive"); ``DELETE`` removes the member (subsequent GET
-  → 404). Both revoke Dashboard access immediately. (Real Stripe treats both as removal.) With
-  ``deactivate_deletes=True`` (``SandboxConfig.scim_deactivate_deletes``) the emulator behaves like
-  Stripe: a PATCH that leaves the member ``active: false`` deletes it and answers 204 No Content.
+* Deactivation deletes, as Stripe's guide says ("deactivating a user deletes it"): a PATCH or PUT
+  that leaves the member ``active: false`` removes the member and answers 204 No Content, exactly
+  like ``DELETE`` (subsequent GET → 404, gone from lists). Either way Dashboard access is revoked at
+  once. ``keep_inactive=True`` (``SandboxConfig.scim_keep_inactive``, CLI ``--scim-keep-inactive``)
+  keeps the usual-SCIM-server behaviour instead: the member stays visible with ``active: false`` and
+  the PATCH/PUT answers 200 with the member. (A POST with ``active: false`` creates an inactive
+  member in both modes; Stripe does not document that case.)
 * PUT without ``active`` keeps the current value (a PUT never silently re-grants access); other
   omitted readWrite attributes are cleared. PATCH ``remove`` of ``active`` leaves it unassigned.
 * ``op`` is case-insensitive ("Replace" from Entra); ``"True"``/``"False"`` strings for boolean
@@ -53,8 +55,11 @@ Emulator choices
   ``POST /Users/.search`` and ``POST /.search`` are supported.
 
 Seed (unless ``empty``): 12 members drawn deterministically from ``seed`` plus every email of
-``shared_emails`` (default: the four shared demo people). ``jane@acme.com`` is INACTIVE (a removed
-member, "Jane Doe"); ``omar@globex.com``, ``priya@umbrella.com`` and ``lee@initech.com`` are active.
+``shared_emails`` (default: the four shared demo people). About a third of the drawn members and
+``jane@acme.com`` ("Jane Doe", a removed member) are inactive; inactive members exist only under
+``keep_inactive`` (by default they were deleted when deactivated, as on Stripe, so the default seed
+holds the active ones only, with the same ids). ``omar@globex.com``, ``priya@umbrella.com`` and
+``lee@initech.com`` are active in both modes.
 The shared people have seed-independent ids (uuid5 of their email, see ``SCIM_FIXED_IDS``).
 """
 
@@ -674,10 +679,12 @@ class ScimSandbox:
         seed: int = 42,
         empty: bool = False,
         shared_emails: list[str] | None = None,
-        deactivate_deletes: bool = False,
+        keep_inactive: bool = False,
     ) -> None:
         self.token = token
-        self.deactivate_deletes = deactivate_deletes  # Stripe: deactivation deletes the user (204)
+        # False is Stripe's behaviour: deactivation deletes the user (204). Read per request, so the
+        # sandbox's /_sandbox/config can switch it; the seed is decided once, here.
+        self.keep_inactive = keep_inactive
         self.seed = seed
         self.users: dict[str, dict[str, Any]] = {}
         self._clock = 0  # tie-breaker for stable ordering
@@ -735,6 +742,8 @@ class ScimSandbox:
         rng.shuffle(order)
         for slot, idx in zip(offsets, order, strict=True):
             email, display, given, family, active, uid = people[idx]
+            if not active and not self.keep_inactive:
+                continue  # deactivated on Stripe means deleted; skipping keeps the rng draws (and ids) unchanged
             created = (start + timedelta(hours=slot)).isoformat().replace("+00:00", "Z")
             user: dict[str, Any] = {
                 "schemas": [USER_SCHEMA],
@@ -1062,9 +1071,17 @@ class ScimSandbox:
             raise ScimError(400, "User must be a JSON object", "invalidSyntax")
         self._check_if_match(request, current)
         fields = self._build(body, current)
+        if not self.keep_inactive and fields.get("active") is False:
+            return self._deactivated(uid)  # a PUT with active=false is a deactivation too
         user = self._finish(uid, fields, current["meta"]["created"], _now())
         self.users[uid] = user
         return self._single(request, user)
+
+    def _deactivated(self, uid: str) -> Response:
+        """Stripe's guide: deactivating a user deletes it; the answer is 204 like DELETE's."""
+        del self.users[uid]
+        self._order.pop(uid, None)
+        return Response(status_code=204)
 
     def _delete(self, request: Request, uid: str) -> Response:
         user = self._find(uid)
@@ -1093,10 +1110,8 @@ class ScimSandbox:
         work["userName"] = current["userName"]
         if work.get("emails") is not None and sum(1 for e in work["emails"] if e.get("primary") is True) > 1:
             raise ScimError(400, "At most one email may be primary", "invalidValue")
-        if self.deactivate_deletes and work.get("active") is False:
-            del self.users[uid]  # Stripe's guide: deactivation deletes the user
-            self._order.pop(uid, None)
-            return Response(status_code=204)
+        if not self.keep_inactive and work.get("active") is False:
+            return self._deactivated(uid)
         changed = {k: v for k, v in current.items() if k not in ("schemas", "id", "meta")} != work
         if changed:
             user = self._finish(uid, work, current["meta"]["created"], _now())

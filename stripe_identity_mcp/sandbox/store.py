@@ -171,6 +171,12 @@ class ModeStore:
             }
             if len(subs) > 10:
                 out["subscriptions"]["total_count"] = len(subs)
+        # Since API version 2020-08-27 `sources` and `tax_ids` appear only when expanded. The sandbox
+        # holds no legacy sources and no tax ids, so the expanded lists are empty but well-formed
+        # (ApmsSourcesSourceList / TaxIDsList in Stripe's OpenAPI spec).
+        for name in ("sources", "tax_ids"):
+            if name in expand:
+                out[name] = {"object": "list", "data": [], "has_more": False, "url": f"/v1/customers/{rec['id']}/{name}"}
         return out
 
     def render_pm(self, pm: dict[str, Any]) -> dict[str, Any]:

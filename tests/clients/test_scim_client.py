@@ -85,16 +85,17 @@ def test_any_filter_value_round_trips_as_one_json_string(value):
     assert '"' not in quoted[1:-1].replace('\\\\', "").replace('\\"', "")  # no unescaped quote inside
 
 
-async def test_find_by_email_exact_case_insensitive_escaped_or_none(sandbox):
-    async with httpx.AsyncClient() as http:
-        scim = client(http, sandbox.scim_base)
-        odd = await scim.create_user('o"neil\\q@example.com')
-        assert (await scim.find_by_email('o"neil\\q@example.com')).id == odd.id
-        omar = await scim.find_by_email("Omar@Globex.com")
-        assert omar is not None and omar.id == OMAR and omar.email == "omar@globex.com"
-        jane = await scim.find_by_email("jane@acme.com")
-        assert jane is not None and jane.active is False and jane.displayName == "Jane Doe"
-        assert await scim.find_by_email("nobody@example.com") is None
+async def test_find_by_email_exact_case_insensitive_escaped_or_none(sandbox_factory):
+    with sandbox_factory(scim_keep_inactive=True) as sandbox:  # the seeded inactive jane exists only then
+        async with httpx.AsyncClient() as http:
+            scim = client(http, sandbox.scim_base)
+            odd = await scim.create_user('o"neil\\q@example.com')
+            assert (await scim.find_by_email('o"neil\\q@example.com')).id == odd.id
+            omar = await scim.find_by_email("Omar@Globex.com")
+            assert omar is not None and omar.id == OMAR and omar.email == "omar@globex.com"
+            jane = await scim.find_by_email("jane@acme.com")
+            assert jane is not None and jane.active is False and jane.displayName == "Jane Doe"
+            assert await scim.find_by_email("nobody@example.com") is None
 
 
 async def test_get_user_and_404(sandbox):
@@ -162,13 +163,14 @@ async def test_lost_create_answer_is_recovered_not_duplicated(sandbox):
     assert sandbox.sandbox.scim.by_email("lost-answer@example.com")["id"] == user.id
 
 
-async def test_deactivate_answers_200_with_body_and_keeps_user_inactive(sandbox):
-    async with httpx.AsyncClient() as http:
-        scim = client(http, sandbox.scim_base)
-        after = await scim.deactivate_user(OMAR)
-        again = await scim.deactivate_user(OMAR)  # idempotent
-    assert after is not None and after.active is False and again.active is False
-    assert sandbox.sandbox.scim.users[OMAR]["active"] is False
+async def test_deactivate_answers_200_with_body_and_keeps_user_inactive(sandbox_factory):
+    with sandbox_factory(scim_keep_inactive=True) as sandbox:  # the keep option (Stripe deletes instead)
+        async with httpx.AsyncClient() as http:
+            scim = client(http, sandbox.scim_base)
+            after = await scim.deactivate_user(OMAR)
+            again = await scim.deactivate_user(OMAR)  # idempotent
+        assert after is not None and after.active is False and again.active is False
+        assert sandbox.sandbox.scim.users[OMAR]["active"] is False
 
 
 async def test_delete_user_then_404(sandbox):
@@ -193,7 +195,7 @@ async def test_lost_delete_answer_counts_as_deleted(sandbox):
 
 
 async def test_stripe_like_deactivation_answers_204_and_deletes(sandbox_factory):
-    with sandbox_factory(scim_deactivate_deletes=True) as sb:
+    with sandbox_factory() as sb:  # deletion on deactivation is the sandbox default now
         async with httpx.AsyncClient() as http:
             scim = client(http, sb.scim_base)
             assert await scim.deactivate_user(OMAR) is None

@@ -186,3 +186,20 @@ def test_error_shapes(sandbox, api: httpx.Client, spec, registry) -> None:
     for r in bodies[:5] + bodies[6:]:
         validate(registry, schema, r.json())
         assert r.headers["request-id"].startswith("req_")
+
+
+def test_fidelity_answers_validate(sandbox, api: httpx.Client, spec, registry) -> None:
+    """Expanded sources/tax_ids are the spec's list shapes; the new 400s and 429s are Stripe error bodies."""
+    expanded = ok(api.get(f"/v1/customers/{JANE_ID}", params={"expand[]": ["sources", "tax_ids"]}))
+    validate(registry, ref("customer"), expanded)
+    customer = spec["components"]["schemas"]["customer"]["properties"]
+    validate(registry, customer["sources"], expanded["sources"])
+    validate(registry, customer["tax_ids"], expanded["tax_ids"])
+    schema = response_schema(spec, "/v1/customers/{customer}", "get", "default")
+    bad_version = api.get(f"/v1/customers/{JANE_ID}", headers={"Stripe-Version": "2019-2-19"})
+    bad_type = api.get(f"/v1/customers/{JANE_ID}/payment_methods", params={"type": "bogus"})
+    httpx.post(f"{sandbox.base_url}/_sandbox/faults", json={"rules": [{"kind": "lock_timeout", "path": f"/v1/customers/{JANE_ID}"}]})
+    locked = api.get(f"/v1/customers/{JANE_ID}")
+    assert [r.status_code for r in (bad_version, bad_type, locked)] == [400, 400, 429]
+    for r in (bad_version, bad_type, locked):
+        validate(registry, schema, r.json())

@@ -95,7 +95,9 @@ def assert_conformant(results: list[Any], label: str) -> None:
 
 @pytest.mark.parametrize("empty", [False, True], ids=["seeded", "empty"])
 def test_scim2_tester_full_suite(empty: bool) -> None:
-    with serve_scim(empty=empty) as (sb, base):
+    # keep_inactive: the suite PATCHes active=false and reads the user back (standard SCIM); with
+    # Stripe's default the user is deleted instead, which the suite would report as "not found".
+    with serve_scim(empty=empty, keep_inactive=True) as (sb, base):
         before = set(sb.users)
         results = run_suite(base)
         assert_conformant(results, "seeded" if not empty else "empty")
@@ -108,7 +110,7 @@ def _real_sandbox() -> Iterator[str]:
     runner = pytest.importorskip("stripe_identity_mcp.sandbox")
     if not hasattr(runner, "serve_in_thread"):
         pytest.skip("serve_in_thread not available")
-    with runner.serve_in_thread(runner.SandboxConfig(empty=False)) as handle:
+    with runner.serve_in_thread(runner.SandboxConfig(empty=False, scim_keep_inactive=True)) as handle:
         yield handle.scim_base
 
 

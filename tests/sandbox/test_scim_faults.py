@@ -49,7 +49,14 @@ def new_user(email: str) -> dict[str, Any]:
 
 @pytest.fixture()
 def deleting() -> Iterator[SandboxHandle]:
-    cfg = SandboxConfig(rate_limit=None, live_rate_limit=None, search_lag_s=0.0, scim_deactivate_deletes=True)
+    cfg = SandboxConfig(rate_limit=None, live_rate_limit=None, search_lag_s=0.0)  # deletion is the default
+    with serve_in_thread(cfg) as h:
+        yield h
+
+
+@pytest.fixture()
+def keeping() -> Iterator[SandboxHandle]:
+    cfg = SandboxConfig(rate_limit=None, live_rate_limit=None, search_lag_s=0.0, scim_keep_inactive=True)
     with serve_in_thread(cfg) as h:
         yield h
 
@@ -131,8 +138,9 @@ def test_v1_rules_and_pathless_rules_never_touch_scim(fresh) -> None:
     assert [(r["kind"], r["count"]) for r in rules] == [("500", 5), ("reset", 5)]
 
 
-def test_409_is_refused_for_scim_paths(fresh) -> None:
-    r = httpx.post(f"{fresh.base_url}/_sandbox/faults", json={"rules": [{"kind": "409", "path": "/scim/v2/Users"}]})
+@pytest.mark.parametrize("kind", ["lock_timeout", "409"])
+def test_lock_timeout_is_refused_for_scim_paths(fresh, kind: str) -> None:
+    r = httpx.post(f"{fresh.base_url}/_sandbox/faults", json={"rules": [{"kind": kind, "path": "/scim/v2/Users"}]})
     assert r.status_code == 400 and "/v1 only" in r.json()["error"]
     assert httpx.get(f"{fresh.base_url}/_sandbox/faults").json() == {"rules": []}
 
@@ -151,11 +159,11 @@ def test_random_faults_stay_v1_only() -> None:
     assert v1_status in (500, 429, "reset")  # every /v1 request is faulted at rate 1.0
 
 
-def test_default_deactivation_keeps_an_inactive_member(fresh) -> None:
-    with scim_client(fresh) as c:
+def test_keep_inactive_option_keeps_an_inactive_member(keeping) -> None:
+    with scim_client(keeping) as c:
         r = c.patch(f"/Users/{OMAR}", json=DEACTIVATE)
     assert r.status_code == 200 and r.json()["active"] is False
-    assert fresh.sandbox.scim.users[OMAR]["active"] is False
+    assert keeping.sandbox.scim.users[OMAR]["active"] is False
 
 
 def test_stripe_like_deactivation_deletes_with_204(deleting) -> None:
@@ -169,16 +177,23 @@ def test_stripe_like_deactivation_deletes_with_204(deleting) -> None:
     assert gone.status_code == 404 and OMAR not in deleting.sandbox.scim.users
 
 
-def test_deactivate_deletes_can_be_switched_at_runtime(fresh) -> None:
-    cfg = httpx.post(f"{fresh.base_url}/_sandbox/config", json={"scim_deactivate_deletes": True})
-    assert cfg.status_code == 200 and cfg.json()["scim_deactivate_deletes"] is True
+def test_keep_inactive_can_be_switched_at_runtime(fresh) -> None:
+    cfg = httpx.post(f"{fresh.base_url}/_sandbox/config", json={"scim_keep_inactive": True})
+    assert cfg.status_code == 200 and cfg.json()["scim_keep_inactive"] is True
     with scim_client(fresh) as c:
+        kept = c.patch(f"/Users/{OMAR}", json=DEACTIVATE)
+        assert kept.status_code == 200 and fresh.sandbox.scim.users[OMAR]["active"] is False
+        # the old setting name (opposite sense) still switches deletion back on
+        old = httpx.post(f"{fresh.base_url}/_sandbox/config", json={"scim_deactivate_deletes": True})
+        assert old.status_code == 200 and old.json()["scim_keep_inactive"] is False
         off = c.patch(f"/Users/{OMAR}", json=DEACTIVATE)
     assert off.status_code == 204 and OMAR not in fresh.sandbox.scim.users
 
 
-def test_cli_flag_turns_stripe_like_deactivation_on() -> None:
+def test_cli_flag_keeps_inactive_members() -> None:
     from stripe_identity_mcp.sandbox.runner import build_parser, config_from_args
 
-    assert config_from_args(build_parser().parse_args([])).scim_deactivate_deletes is False
-    assert config_from_args(build_parser().parse_args(["--scim-deactivate-deletes"])).scim_deactivate_deletes is True
+    assert config_from_args(build_parser().parse_args([])).scim_keep_inactive is False
+    assert config_from_args(build_parser().parse_args(["--scim-keep-inactive"])).scim_keep_inactive is True
+    # the old opt-in flag is still accepted; deletion is what it asked for
+    assert config_from_args(build_parser().parse_args(["--scim-deactivate-deletes"])).scim_keep_inactive is False

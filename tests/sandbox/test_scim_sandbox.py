@@ -55,7 +55,9 @@ def serve_scim(**kwargs: Any) -> Iterator[tuple[ScimSandbox, str]]:
 
 @pytest.fixture()
 def scim() -> Iterator[tuple[ScimSandbox, httpx.Client]]:
-    with serve_scim() as (sb, base):
+    # keep_inactive: these tests are about the seeded inactive member and inactive users staying
+    # visible; Stripe's default (deactivation deletes) is covered in tests/sandbox/test_fidelity.py.
+    with serve_scim(keep_inactive=True) as (sb, base):
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
             yield sb, c
 
@@ -134,13 +136,13 @@ def test_seed_shared_people_states(scim: tuple[ScimSandbox, httpx.Client]) -> No
 
 
 def test_seed_is_deterministic_and_empty_works() -> None:
-    a, b, c = ScimSandbox(seed=7), ScimSandbox(seed=7), ScimSandbox(seed=8)
+    a, b, c = (ScimSandbox(seed=s, keep_inactive=True) for s in (7, 7, 8))
     assert [u["userName"] for u in a._sorted_users()] == [u["userName"] for u in b._sorted_users()]
     assert list(a.users) == list(b.users)
     assert set(a.users) != set(c.users)
     assert set(SCIM_FIXED_IDS.values()) <= set(c.users)  # shared people keep their ids
     assert ScimSandbox(empty=True).users == {}
-    extra = ScimSandbox(shared_emails=["jane@acme.com", "zed@example.org"])
+    extra = ScimSandbox(shared_emails=["jane@acme.com", "zed@example.org"], keep_inactive=True)
     assert extra.by_email("zed@example.org")["active"] is True
     assert extra.by_email("jane@acme.com")["active"] is False
 
@@ -480,7 +482,7 @@ def test_mounted_in_the_real_sandbox() -> None:
     runner = pytest.importorskip("stripe_identity_mcp.sandbox")
     if not hasattr(runner, "serve_in_thread"):
         pytest.skip("serve_in_thread not available")
-    with runner.serve_in_thread(runner.SandboxConfig(empty=False)) as sb:
+    with runner.serve_in_thread(runner.SandboxConfig(empty=False, scim_keep_inactive=True)) as sb:
         with httpx.Client(base_url=sb.scim_base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
             body = c.get("/Users", params={"filter": 'userName eq "jane@acme.com"'}).json()
             assert body["totalResults"] == 1 and body["Resources"][0]["active"] is False

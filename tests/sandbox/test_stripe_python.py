@@ -103,3 +103,63 @@ def test_legacy_global_style(handle: SandboxHandle) -> None:
         assert stripe.Customer.delete(c.id).deleted is True
     finally:
         stripe.api_key, stripe.api_base, stripe.max_network_retries = saved
+
+
+# Retries: what stripe-python's _should_retry does with the sandbox's 429s, counted at the sandbox ------
+
+
+def _v1_requests(handle: SandboxHandle) -> int:
+    return handle.app.state.sandbox.requests  # type: ignore[no-any-return]
+
+
+def _arm(handle: SandboxHandle, **rule: object) -> None:
+    import httpx
+
+    assert httpx.post(f"{handle.base_url}/_sandbox/faults", json={"rules": [rule]}).status_code == 200
+
+
+@pytest.fixture()
+def retrying(handle: SandboxHandle):
+    yield stripe.StripeClient("sk_test_sandbox", base_addresses={"api": handle.base_url}, max_network_retries=2)
+    import httpx
+
+    httpx.delete(f"{handle.base_url}/_sandbox/faults")  # a failed test leaves no armed rule behind
+
+
+def test_stripe_python_retries_a_lock_timeout(handle: SandboxHandle, retrying) -> None:
+    _arm(handle, kind="lock_timeout", method="GET", path=f"/v1/customers/{JANE_ID}", count=1)
+    before = _v1_requests(handle)
+    jane = retrying.v1.customers.retrieve(JANE_ID)
+    assert jane.email == "jane@acme.com"
+    assert _v1_requests(handle) - before == 2  # the 429 lock_timeout, then the retried success
+
+
+def test_stripe_python_does_not_retry_a_rate_limit_429(handle: SandboxHandle, retrying) -> None:
+    _arm(handle, kind="429", method="GET", path=f"/v1/customers/{JANE_ID}", count=3)
+    before = _v1_requests(handle)
+    with pytest.raises(stripe.RateLimitError) as ei:
+        retrying.v1.customers.retrieve(JANE_ID)
+    assert ei.value.http_status == 429 and ei.value.error.code == "rate_limit"  # RateLimitError leaves .code unset
+    assert _v1_requests(handle) - before == 1  # one request: no retry despite max_network_retries=2
+
+
+def test_stripe_python_reports_an_exhausted_lock_timeout(handle: SandboxHandle, sc) -> None:
+    _arm(handle, kind="lock_timeout", method="GET", path=f"/v1/customers/{JANE_ID}", count=1)
+    with pytest.raises(stripe.RateLimitError) as ei:  # stripe-python maps every 429 to RateLimitError
+        sc.v1.customers.retrieve(JANE_ID)
+    assert ei.value.error.code == "lock_timeout" and ei.value.request_id.startswith("req_")
+
+
+def test_stripe_python_gets_the_invalid_version_error(handle: SandboxHandle) -> None:
+    old = stripe.StripeClient(
+        "sk_test_sandbox", base_addresses={"api": handle.base_url}, max_network_retries=0, stripe_version="2019-2-19"
+    )
+    with pytest.raises(stripe.InvalidRequestError) as ei:
+        old.v1.customers.retrieve(JANE_ID)
+    assert ei.value.http_status == 400 and ei.value.user_message == "Invalid Stripe API version: 2019-2-19"
+
+
+def test_stripe_python_expands_sources_and_tax_ids(sc) -> None:
+    jane = sc.v1.customers.retrieve(JANE_ID, params={"expand": ["sources", "tax_ids"]})
+    assert jane.sources.object == "list" and list(jane.sources.data) == [] and jane.sources.url.endswith("/sources")
+    assert jane.tax_ids.object == "list" and jane.tax_ids.has_more is False

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -10,9 +12,17 @@ import pytest
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
 from stripe_identity_mcp.toolsets import identity
-from tests.conftest import SANDBOX_KEY, make_settings, mcp_client
+from tests.conftest import SANDBOX_KEY, make_settings, mcp_client, running_sandbox
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Any]:
+    """Seeded sandbox that keeps deactivated SCIM members (jane@acme.com is a customer AND an inactive team member, one of the traps). They exist only under
+    scim_keep_inactive: by default the sandbox deletes on deactivation, as Stripe does."""
+    with running_sandbox(scim_keep_inactive=True) as handle:
+        yield handle
 
 
 async def resolve(settings, email: str, mode: str = "legacy") -> dict:

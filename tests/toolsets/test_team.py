@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
-from tests.conftest import SCIM_TOKEN, elicitation, make_settings, mcp_client
+from tests.conftest import SCIM_TOKEN, elicitation, make_settings, mcp_client, running_sandbox
 
 pytestmark = pytest.mark.anyio
 
@@ -24,6 +25,14 @@ CONFIRMS = ["absent", "wrong", "right_email", "right_id"]
 API_KEYS = "does NOT revoke API keys"
 JANE = SCIM_FIXED_IDS["jane@acme.com"]
 OMAR = SCIM_FIXED_IDS["omar@globex.com"]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Any]:
+    """Seeded sandbox that keeps deactivated SCIM members (the seeded inactive jane@acme.com, deactivated members staying visible). They exist only under
+    scim_keep_inactive: by default the sandbox deletes on deactivation, as Stripe does."""
+    with running_sandbox(scim_keep_inactive=True) as handle:
+        yield handle
 
 
 def users(sb: Any) -> dict[str, dict[str, Any]]:
@@ -431,7 +440,7 @@ async def test_exhausted_scim_retries_are_a_clear_tool_error(sandbox, tmp_path, 
 
 
 async def test_stripe_like_deactivation_deletes_and_reports_the_member_gone(sandbox_factory, tmp_path):
-    with sandbox_factory(scim_deactivate_deletes=True) as sb:
+    with sandbox_factory() as sb:  # deletion on deactivation is the sandbox default now
         async with mcp_client(writes(sb, tmp_path)) as client:
             r = await client.call_tool("deactivate_team_member", {"email": "omar@globex.com", "confirm": "omar@globex.com"})
             after = await client.call_tool("get_team_member", {"member_id": OMAR})
