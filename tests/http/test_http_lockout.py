@@ -9,9 +9,12 @@ always a bounded poll of a condition (the server's guard counters, or a socket r
 from __future__ import annotations
 
 import itertools
+import os
 import resource
 import select
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -349,3 +352,52 @@ def test_limits_come_from_flags_and_environment_and_bad_combinations_are_config_
         assert prepared.config.limit_concurrency is None  # uvicorn's cap counted idle sockets
     finally:
         prepared.close()
+
+
+def test_requests_in_progress_are_never_evicted_and_only_a_full_house_refuses(sandbox, tmp_path):
+    """Eviction only ever takes connections without a request in progress; when every slot is
+    serving one, a newcomer gets 503 server_busy, and a freed slot admits again."""
+    settings, token = settings_for(
+        sandbox, tmp_path, http_max_connections=8, http_reserved_connections=0, http_header_timeout_s=60
+    )
+    with http_server(settings) as srv:
+        guard = srv.prepared.guard
+        port = srv.prepared.port
+        busy: list[socket.socket] = []
+        try:
+            for _ in range(8):  # authenticated POSTs whose body is still on its way: requests in progress
+                sock = connect_from("127.0.0.8", port)
+                sock.sendall(
+                    b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+                    b"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+                    b"Content-Length: 1000\r\n\r\n{" % (port, token.encode())
+                )
+                busy.append(sock)
+            wait_until(lambda: len(guard.open) == 8 and not guard.pending, what="8 requests in progress")
+            newcomer = connect_from("127.0.0.9", port)
+            refused, closed = read_until_closed(newcomer, timeout=10)
+            newcomer.close()
+            assert refused.startswith(b"HTTP/1.1 503 ") and b"server_busy" in refused and closed
+            assert guard.evicted == 0 and all(still_open(s) for s in busy)
+            busy.pop().close()
+            wait_until(lambda: len(guard.open) == 7, what="the closed slot to be freed")
+            health = httpx.get(srv.base + "/healthz", timeout=10)
+            assert health.status_code == 200
+        finally:
+            for sock in busy:
+                sock.close()
+
+
+def test_slow_clients_benchmark_smoke_run_has_zero_errors():
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
+    env["PYTHONPATH"] = str(root)
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "http_slow_clients.py"), "--flood", "120", "--clients", "2",
+         "--calls", "5", "--probes", "5", "--phase-timeout", "30"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=150,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[quiet] wall" in proc.stdout and "[flood] wall" in proc.stdout
+    assert proc.stdout.count("errors 0") == 2
+    assert "p99 flood/quiet  MCP tool call" in proc.stdout
