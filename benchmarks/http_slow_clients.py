@@ -47,6 +47,15 @@ KEY = "sk_test_sandbox"
 PARTIAL = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (Linux /proc), to see whether the server is the bottleneck."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def raise_fd_limit(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
@@ -195,6 +204,10 @@ async def measure(url: str, token: str, clients: int, calls: int, probes: int, t
     return {"calls": calls_s, "health": health_s, "errors": errors, "wall": time.perf_counter() - started}
 
 
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
 def _leaf(exc: BaseException) -> str:
     """The innermost message of an exception group (the SDK wraps transport errors in task groups)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -261,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{port}/mcp"
 
         anyio.run(measure, url, token, 1, 3, 1, args.phase_timeout)  # warm-up (first imports, first session)
+        cpu0 = cpu_seconds(server.pid)
         quiet = anyio.run(measure, url, token, args.clients, args.calls, args.probes, args.phase_timeout)
+        quiet["cpu"] = _delta(cpu0, cpu_seconds(server.pid))
 
         attack_seconds = args.phase_timeout + 30
         attacker = subprocess.Popen(
@@ -290,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         while status.get("held", 0) < args.flood * 0.95 and time.monotonic() < fill_deadline:
             status = attacker_status(0.5) or status
         before = status
+        cpu0 = cpu_seconds(server.pid)
         flood = anyio.run(measure, url, token, args.clients, args.calls, args.probes, args.phase_timeout)
+        flood["cpu"] = _delta(cpu0, cpu_seconds(server.pid))
         after = attacker_status(0.6) or before
     finally:
         for proc in reversed(procs):
@@ -306,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
           f"per phase; flood {args.flood} sockets (½ silent, ½ slow-header) from {args.addresses} addresses, "
           f"reopened ≤ {args.reconnect_rate:g}/s; server flags: {' '.join(args.server_arg) or 'defaults'}")  # fmt: skip
     for name, result in (("quiet", quiet), ("flood", flood)):
-        print(f"[{name}] wall {result['wall']:.1f} s, errors {len(result['errors'])}")
+        cpu = f"{result['cpu']:.1f} s" if result.get("cpu") is not None else "n/a"
+        print(f"[{name}] wall {result['wall']:.1f} s, server CPU {cpu}, errors {len(result['errors'])}")
         print("  " + summary("MCP tool call", result["calls"]))
         print("  " + summary("fresh /healthz", result["health"]))
         for line in result["errors"][:5]:
