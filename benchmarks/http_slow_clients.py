@@ -165,9 +165,8 @@ async def measure(url: str, token: str, clients: int, calls: int, probes: int, t
         async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http:
             async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
                 for call in range(calls):
-                    name, args = (
-                        ("describe_access", {}) if (index + call) % 2 else ("get_customer", {"customer_id": FIXED_IDS["jane"]})
-                    )
+                    jane = {"customer_id": FIXED_IDS["jane"]}
+                    name, args = ("describe_access", {}) if (index + call) % 2 else ("get_customer", jane)
                     t0 = time.perf_counter()
                     try:
                         result = await client.call_tool(name, args)
@@ -237,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.attack:
         return attack(int(args.attack[0]), args.flood, args.addresses, float(args.attack[1]), args.reconnect_rate)
-    if not (1 <= args.flood <= 5000 and 1 <= args.addresses <= 250 and 1 <= args.clients <= 50 and 1 <= args.calls <= 500):
+    bounds = (1 <= args.flood <= 5000, 1 <= args.addresses <= 250, 1 <= args.clients <= 50, 1 <= args.calls <= 500)
+    if not all(bounds):
         parser.error("--flood 1..5000, --addresses 1..250, --clients 1..50, --calls 1..500")
 
     import anyio
@@ -321,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"http_slow_clients: {args.clients} MCP sessions × {args.calls} calls + {args.probes} fresh /healthz "
           f"per phase; flood {args.flood} sockets (½ silent, ½ slow-header) from {args.addresses} addresses, "
-          f"reopened ≤ {args.reconnect_rate:g}/s; server flags: {' '.join(args.server_arg) or 'defaults'}")  # fmt: skip
+          f"reopened ≤ {args.reconnect_rate:g}/s; "
+          f"server flags: {' '.join(args.server_arg) or 'defaults'}")  # fmt: skip
     for name, result in (("quiet", quiet), ("flood", flood)):
         cpu = f"{result['cpu']:.1f} s" if result.get("cpu") is not None else "n/a"
         print(f"[{name}] wall {result['wall']:.1f} s, server CPU {cpu}, errors {len(result['errors'])}")

@@ -54,15 +54,15 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--tokens-file", help="HTTP: bearer token file (TOML/JSON)")
     t.add_argument("--allowed-origin", action="append", default=None, help="HTTP: allowed Origin (repeatable)")
     t.add_argument("--allowed-host", action="append", default=None, help="HTTP: allowed Host header (repeatable)")
-    t.add_argument("--header-timeout", dest="http_header_timeout_s", type=float,
+    t.add_argument("--header-timeout", dest="http_header_timeout_s", type=float, metavar="SECONDS",
                    help="HTTP: seconds to complete a request's headers before the connection is closed (default 5)")
-    t.add_argument("--keep-alive", dest="http_keep_alive_s", type=int,
+    t.add_argument("--keep-alive", dest="http_keep_alive_s", type=int, metavar="SECONDS",
                    help="HTTP: seconds an idle kept-alive connection stays open (default 15)")
-    t.add_argument("--max-connections", dest="http_max_connections", type=int,
+    t.add_argument("--max-connections", dest="http_max_connections", type=int, metavar="N",
                    help="HTTP: open connections in total (default 1024)")
-    t.add_argument("--max-connections-per-ip", dest="http_max_connections_per_ip", type=int,
+    t.add_argument("--max-connections-per-ip", dest="http_max_connections_per_ip", type=int, metavar="N",
                    help="HTTP: open connections per client IP address (default 64)")
-    t.add_argument("--reserved-connections", dest="http_reserved_connections", type=int,
+    t.add_argument("--reserved-connections", dest="http_reserved_connections", type=int, metavar="N",
                    help="HTTP: slots that connections without a request in progress never take (default 128)")
 
 

@@ -90,13 +90,20 @@ class Settings(BaseSettings):
         15, ge=1, le=3600, validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_KEEP_ALIVE", "http_keep_alive_s")
     )
     http_max_connections: int = Field(
-        1024, ge=8, le=1_000_000, validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_MAX_CONNECTIONS", "http_max_connections")
+        1024,
+        ge=8,
+        le=1_000_000,
+        validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_MAX_CONNECTIONS", "http_max_connections"),
     )
     http_max_connections_per_ip: int = Field(
-        64, ge=1, validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_MAX_CONNECTIONS_PER_IP", "http_max_connections_per_ip")
+        64,
+        ge=1,
+        validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_MAX_CONNECTIONS_PER_IP", "http_max_connections_per_ip"),
     )
     http_reserved_connections: int = Field(
-        128, ge=0, validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_RESERVED_CONNECTIONS", "http_reserved_connections")
+        128,
+        ge=0,
+        validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_RESERVED_CONNECTIONS", "http_reserved_connections"),
     )
 
     # Set when serving against the embedded emulator.

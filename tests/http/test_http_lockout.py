@@ -38,7 +38,8 @@ def raise_fd_limit(needed: int) -> None:
     """Client and server sockets share this process: make room for both (soft limit only)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else min(needed, hard), hard))
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft != resource.RLIM_INFINITY and soft < needed:
         pytest.skip(f"needs {needed} open files, the limit is {soft}")
@@ -115,7 +116,8 @@ def read_response(sock: socket.socket, timeout: float = 10.0) -> bytes:
         assert chunk, f"closed before a response: {data!r}"
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    lengths = [line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+    length = int(lengths[0])
     while len(body) < length:
         chunk = sock.recv(65536)
         assert chunk, "closed inside the body"
