@@ -58,6 +58,8 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
                    help="HTTP: seconds to complete a request's headers before the connection is closed (default 5)")
     t.add_argument("--keep-alive", dest="http_keep_alive_s", type=int, metavar="SECONDS",
                    help="HTTP: seconds an idle kept-alive connection stays open (default 15)")
+    t.add_argument("--write-timeout", dest="http_write_timeout_s", type=float, metavar="SECONDS",
+                   help="HTTP: seconds a client may leave our output unread before it is dropped (default 30)")
     t.add_argument("--max-connections", dest="http_max_connections", type=int, metavar="N",
                    help="HTTP: open connections in total (default 1024)")
     t.add_argument("--max-connections-per-ip", dest="http_max_connections_per_ip", type=int, metavar="N",
@@ -69,8 +71,8 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
 _FLAG_FIELDS = (
     "api_key", "api_base", "api_version", "stripe_account", "scim_base", "log_level", "toolsets",
     "allow_writes", "allow_live_writes", "read_only", "confirm", "audit_log", "export_dir", "tokens_file",
-    "http_header_timeout_s", "http_keep_alive_s", "http_max_connections", "http_max_connections_per_ip",
-    "http_reserved_connections",
+    "http_header_timeout_s", "http_keep_alive_s", "http_write_timeout_s", "http_max_connections",
+    "http_max_connections_per_ip", "http_reserved_connections",
 )  # fmt: skip
 
 

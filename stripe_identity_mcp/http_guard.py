@@ -11,6 +11,9 @@ unauthenticated client cannot use to starve others:
   request (silence before that is ended by the keep-alive timeout). Bytes that arrive after a
   response while no new request has started (e.g. a body trickled after a 401) count the same way.
   Silent connections are closed without a response, partial headers get `408`.
+* Write timeout. A connection whose output has been backed up (asyncio paused writing: the client is
+  not reading) for `write_timeout_s` is aborted, so a slow reader — who could otherwise keep a
+  request "in progress" forever, and requests in progress are never evicted — frees its slot.
 * Per-address cap. At most `max_per_address` open connections per client IP address; the next one
   gets `503` and is closed.
 * Total cap with a reserve. At most `max_connections` open connections. Connections that are not
@@ -86,6 +89,7 @@ class ConnectionLimits:
     max_connections: int = 1024
     max_per_address: int = 64
     reserved: int = 128
+    write_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.reserved < self.max_connections:
@@ -140,6 +144,7 @@ class ConnectionGuard:
         self.refused_full = 0
         self.evicted = 0
         self.timed_out = 0
+        self.write_stalled = 0
 
     def admit(self, conn: GuardedH11Protocol) -> bytes | None:
         """Account a new connection; returns the refusal to send instead, or None when admitted."""
@@ -185,6 +190,7 @@ class GuardedH11Protocol(H11Protocol):
 
     address: str = ""
     _header_timer: asyncio.TimerHandle | None = None
+    _write_timer: asyncio.TimerHandle | None = None
     _partial = False  # bytes arrived while pending (a request started but its headers are incomplete)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -198,6 +204,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        self._cancel_write_timer()
         self.guard.release(self)
         super().connection_lost(exc)
 
@@ -223,17 +230,25 @@ class GuardedH11Protocol(H11Protocol):
             self.guard.mark_pending(self)
         super().on_response_complete()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.guard.limits.write_timeout_s, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_write_timer()
+
     def drop(self, response: bytes | None) -> None:
         """Close now, optionally after a final response. Unsent output is discarded (abort) so a
-        client that does not read cannot keep the socket open through `close()`'s flush."""
+        client that does not read cannot keep the socket open through `close()`'s flush — also
+        when a close is already under way (e.g. uvicorn's keep-alive close waiting for a flush)."""
         self._cancel_header_timer()
-        if self.transport.is_closing():
-            return
-        if response is not None:
+        if response is not None and not self.transport.is_closing():
             self.transport.write(response)
         if self.transport.get_write_buffer_size():
             self.transport.abort()
-        else:
+        elif not self.transport.is_closing():
             self.transport.close()
 
     def _arm_header_timer(self) -> None:
@@ -244,6 +259,16 @@ class GuardedH11Protocol(H11Protocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        self.guard.write_stalled += 1
+        self.transport.abort()
 
     def _header_timeout(self) -> None:
         self._header_timer = None

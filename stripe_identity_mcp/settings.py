@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     http_keep_alive_s: int = Field(
         15, ge=1, le=3600, validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_KEEP_ALIVE", "http_keep_alive_s")
     )
+    http_write_timeout_s: float = Field(
+        30.0, gt=0, le=3600, validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_WRITE_TIMEOUT", "http_write_timeout_s")
+    )
     http_max_connections: int = Field(
         1024,
         ge=8,

@@ -34,9 +34,10 @@ Design (decided here; see also SPEC §5, §11)
   our own logging config (stderr), graceful shutdown 5 s, no Server header, no WebSocket upgrades.
   Connections are admitted and timed by `http_guard` (our H11 protocol subclass), not by uvicorn's
   `limit_concurrency` (which counted idle sockets, so a flood of silent ones meant 503 for all):
-  headers within `--header-timeout` (5 s), keep-alive `--keep-alive` (15 s), `--max-connections`
-  (1024) of which `--reserved-connections` (128) never go to connections without a request in
-  progress (the oldest such is closed to make room), `--max-connections-per-ip` (64).
+  headers within `--header-timeout` (5 s), keep-alive `--keep-alive` (15 s), unread output for at
+  most `--write-timeout` (30 s), `--max-connections` (1024) of which `--reserved-connections` (128)
+  never go to connections without a request in progress (the oldest such is closed to make room),
+  `--max-connections-per-ip` (64).
   `--stateless` sets `stateless_http=True` (no session state: run several replicas behind a load
   balancer).
 
@@ -326,6 +327,7 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
         return ConnectionLimits(
             header_timeout_s=settings.http_header_timeout_s,
             keep_alive_s=settings.http_keep_alive_s,
+            write_timeout_s=settings.http_write_timeout_s,
             max_connections=settings.http_max_connections,
             max_per_address=settings.http_max_connections_per_ip,
             reserved=settings.http_reserved_connections,

@@ -8,6 +8,7 @@ always a bounded poll of a condition (the server's guard counters, or a socket r
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import resource
@@ -287,6 +288,42 @@ def test_a_body_trickled_after_a_401_does_not_hold_the_connection(sandbox, tmp_p
         assert response.startswith(b"HTTP/1.1 401 ")
         assert closed, "the body trickle kept the connection open"
         assert elapsed < 5, elapsed
+
+
+def test_a_client_that_does_not_read_its_responses_is_dropped_after_the_write_timeout(sandbox, tmp_path):
+    """A slow reader keeps a request in progress (its response cannot be written), and requests in
+    progress are never evicted: without a write timeout it would hold its slot forever."""
+    settings, _ = settings_for(sandbox, tmp_path, http_write_timeout_s=1.0, http_header_timeout_s=60)
+    with http_server(settings) as srv:
+        guard = srv.prepared.guard
+        # Small kernel buffers on both ends (accepted sockets inherit the listener's SO_SNDBUF), so the
+        # server's output backs up into asyncio after a few hundred responses instead of megabytes.
+        srv.prepared.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.bind(("127.0.0.5", 0))
+        sock.connect(("127.0.0.1", srv.prepared.port))
+        try:
+            sock.settimeout(5)
+            with contextlib.suppress(TimeoutError, OSError):  # the server may stop reading first: fine
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 10000)  # never read
+            wait_until(lambda: guard.write_stalled >= 1, timeout=20, what="the write timeout to fire")
+            wait_until(lambda: "127.0.0.5" not in guard.per_address, what="the slot to be freed")
+            drained, closed = 0, False
+            for _ in range(10000):  # bounded: read what was sent before the abort, then EOF or reset
+                try:
+                    chunk = sock.recv(1 << 16)
+                except (ConnectionResetError, TimeoutError):
+                    closed = True
+                    break
+                if not chunk:
+                    closed = True
+                    break
+                drained += len(chunk)
+        finally:
+            sock.close()
+        assert closed
+        assert drained < 150 * 10000  # most responses were never written: the connection was cut
 
 
 # --- per-address cap -----------------------------------------------------------------------------
