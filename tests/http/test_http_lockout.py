@@ -173,6 +173,8 @@ async def test_600_silent_and_slow_header_connections_do_not_lock_out_healthz_or
             # Under the cap nothing had to be evicted: the flood is held, not dropped, and not refused.
             assert guard.evicted == 0 and guard.refused_full == 0 and guard.refused_per_address == 0
             assert all(still_open(s) for s in socks)
+        # Book-keeping does not leak: once the clients are gone, every slot is free again.
+        wait_until(lambda: not guard.open and not guard.pending and not guard.per_address, what="all slots freed")
 
 
 @pytest.mark.anyio
@@ -196,6 +198,7 @@ async def test_a_flood_beyond_the_cap_evicts_its_oldest_sockets_and_authenticate
             open_now = [s for s in socks if still_open(s)]
             assert len(open_now) <= 48
             assert guard.refused_full == 0  # nobody legitimate was turned away
+        wait_until(lambda: not guard.open and not guard.pending and not guard.per_address, what="all slots freed")
 
 
 # --- timeouts ------------------------------------------------------------------------------------
@@ -370,12 +373,13 @@ def test_limits_come_from_flags_and_environment_and_bad_combinations_are_config_
     parser = argparse.ArgumentParser()
     add_serve_flags(parser)
     args = parser.parse_args(
-        ["--header-timeout", "2.5", "--keep-alive", "7", "--max-connections", "300",
+        ["--header-timeout", "2.5", "--keep-alive", "7", "--write-timeout", "11", "--max-connections", "300",
          "--max-connections-per-ip", "9", "--reserved-connections", "30"]
     )  # fmt: skip
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_sandbox")
     from_flags = settings_from_args(args, _env_file=None)
     assert (from_flags.http_header_timeout_s, from_flags.http_keep_alive_s) == (2.5, 7)
+    assert from_flags.http_write_timeout_s == 11
     assert (from_flags.http_max_connections, from_flags.http_max_connections_per_ip) == (300, 9)
     assert from_flags.http_reserved_connections == 30
     monkeypatch.setenv("STRIPE_IDENTITY_MCP_HTTP_MAX_CONNECTIONS_PER_IP", "3")
