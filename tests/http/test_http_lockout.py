@@ -388,6 +388,19 @@ def test_limits_come_from_flags_and_environment_and_bad_combinations_are_config_
     settings, _ = settings_for(sandbox, tmp_path, http_max_connections=100, http_reserved_connections=100)
     with pytest.raises(ConfigError, match="reserved"):
         prepare_http(settings, HttpOptions(port=0))
+    # An open-file limit that cannot be raised shrinks the limits (with a note) instead of failing accept().
+    from stripe_identity_mcp import http_guard
+
+    def cannot_raise(*_: Any) -> None:
+        raise ValueError("not permitted")
+
+    monkeypatch.setattr(http_guard.resource, "getrlimit", lambda _which: (300, 300))
+    monkeypatch.setattr(http_guard.resource, "setrlimit", cannot_raise)
+    reduced, note = http_guard.fit_to_fd_limit(http_guard.ConnectionLimits(max_connections=1024, reserved=128))
+    assert (reduced.max_connections, reduced.reserved) == (44, 11)
+    assert note is not None and "ulimit -n" in note
+    monkeypatch.undo()
+
     limited, _ = settings_for(sandbox, tmp_path, http_max_connections=100, http_reserved_connections=10)
     prepared = prepare_http(limited, HttpOptions(port=0))
     try:
