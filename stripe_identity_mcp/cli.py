@@ -63,7 +63,7 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--max-connections", dest="http_max_connections", type=int, metavar="N",
                    help="HTTP: open connections in total (default 1024)")
     t.add_argument("--max-connections-per-ip", dest="http_max_connections_per_ip", type=int, metavar="N",
-                   help="HTTP: open connections per client IP address (default 64)")
+                   help="HTTP: open connections per client IP address (default 128)")
     t.add_argument("--reserved-connections", dest="http_reserved_connections", type=int, metavar="N",
                    help="HTTP: slots that connections without a request in progress never take (default 128)")
 

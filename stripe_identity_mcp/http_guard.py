@@ -14,8 +14,11 @@ unauthenticated client cannot use to starve others:
 * Write timeout. A connection whose output has been backed up (asyncio paused writing: the client is
   not reading) for `write_timeout_s` is aborted, so a slow reader — who could otherwise keep a
   request "in progress" forever, and requests in progress are never evicted — frees its slot.
-* Per-address cap. At most `max_per_address` open connections per client IP address; the next one
-  gets `503` and is closed.
+* Per-address cap. At most `max_per_address` open connections per client IP address. A newcomer
+  from an address at its cap replaces that address's oldest connection without a request in
+  progress (so a flood from one address only churns its own sockets, and a busy bot host's idle
+  keep-alive connections make room for its new ones); if all of them are serving requests, the
+  newcomer gets `503` and is closed.
 * Total cap with a reserve. At most `max_connections` open connections. Connections that are not
   inside a request ("pending": still sending headers, or idle between requests) may hold at most
   `max_connections - reserved`; when a new connection would exceed that (or the total), the OLDEST
@@ -87,7 +90,7 @@ class ConnectionLimits:
     header_timeout_s: float = 5.0
     keep_alive_s: int = 15
     max_connections: int = 1024
-    max_per_address: int = 64
+    max_per_address: int = 128
     reserved: int = 128
     write_timeout_s: float = 30.0
 
@@ -137,8 +140,10 @@ class ConnectionGuard:
         self.limits = limits
         self.open: set[GuardedH11Protocol] = set()
         self.per_address: Counter[str] = Counter()
-        # Insertion order = age in the pending state; the first entry is evicted first.
+        # Insertion order = age in the pending state; the first entry is evicted first. Kept overall
+        # and per address (so that an address at its cap makes room among its own connections).
         self.pending: OrderedDict[GuardedH11Protocol, None] = OrderedDict()
+        self.pending_by_address: dict[str, OrderedDict[GuardedH11Protocol, None]] = {}
         # Counters (tests and benchmarks read them; never reset).
         self.refused_per_address = 0
         self.refused_full = 0
@@ -149,27 +154,32 @@ class ConnectionGuard:
     def admit(self, conn: GuardedH11Protocol) -> bytes | None:
         """Account a new connection; returns the refusal to send instead, or None when admitted."""
         if self.per_address[conn.address] >= self.limits.max_per_address:
-            self.refused_per_address += 1
-            return REFUSED_PER_ADDRESS
+            own = self.pending_by_address.get(conn.address)
+            if not own:  # every connection of this address is serving a request
+                self.refused_per_address += 1
+                return REFUSED_PER_ADDRESS
+            self._evict(next(iter(own)))
         while len(self.pending) >= self.limits.max_pending or len(self.open) >= self.limits.max_connections:
             if not self.pending:
                 self.refused_full += 1
                 return REFUSED_FULL
-            oldest = next(iter(self.pending))
-            self.evicted += 1
-            self.release(oldest)
-            oldest.drop(None)
+            self._evict(next(iter(self.pending)))
         self.open.add(conn)
         self.per_address[conn.address] += 1
-        self.pending[conn] = None
+        self.mark_pending(conn)
         return None
+
+    def _evict(self, conn: GuardedH11Protocol) -> None:
+        self.evicted += 1
+        self.release(conn)
+        conn.drop(None)
 
     def release(self, conn: GuardedH11Protocol) -> None:
         """Forget a connection (idempotent: eviction releases before asyncio reports the close)."""
         if conn not in self.open:
             return
         self.open.discard(conn)
-        self.pending.pop(conn, None)
+        self.mark_busy(conn)
         self.per_address[conn.address] -= 1
         if self.per_address[conn.address] <= 0:
             del self.per_address[conn.address]
@@ -178,9 +188,17 @@ class ConnectionGuard:
         if conn in self.open:
             self.pending[conn] = None
             self.pending.move_to_end(conn)
+            own = self.pending_by_address.setdefault(conn.address, OrderedDict())
+            own[conn] = None
+            own.move_to_end(conn)
 
     def mark_busy(self, conn: GuardedH11Protocol) -> None:
         self.pending.pop(conn, None)
+        own = self.pending_by_address.get(conn.address)
+        if own is not None:
+            own.pop(conn, None)
+            if not own:
+                del self.pending_by_address[conn.address]
 
 
 class GuardedH11Protocol(H11Protocol):

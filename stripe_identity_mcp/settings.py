@@ -99,7 +99,7 @@ class Settings(BaseSettings):
         validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_MAX_CONNECTIONS", "http_max_connections"),
     )
     http_max_connections_per_ip: int = Field(
-        64,
+        128,
         ge=1,
         validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_MAX_CONNECTIONS_PER_IP", "http_max_connections_per_ip"),
     )

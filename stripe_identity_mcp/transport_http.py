@@ -37,7 +37,7 @@ Design (decided here; see also SPEC §5, §11)
   headers within `--header-timeout` (5 s), keep-alive `--keep-alive` (15 s), unread output for at
   most `--write-timeout` (30 s), `--max-connections` (1024) of which `--reserved-connections` (128)
   never go to connections without a request in progress (the oldest such is closed to make room),
-  `--max-connections-per-ip` (64).
+  `--max-connections-per-ip` (128).
   `--stateless` sets `stateless_http=True` (no session state: run several replicas behind a load
   balancer).
 

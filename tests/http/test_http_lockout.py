@@ -126,6 +126,18 @@ def read_response(sock: socket.socket, timeout: float = 10.0) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+def start_busy_request(address: str, port: int, token: str) -> socket.socket:
+    """An authenticated POST /mcp whose body is still on its way: a request in progress for as long
+    as the socket stays open (the SDK waits for the body)."""
+    sock = connect_from(address, port)
+    sock.sendall(
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+        b"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+        b"Content-Length: 1000\r\n\r\n{" % (port, token.encode())
+    )
+    return sock
+
+
 def settings_for(sb: Any, tmp_path: Path, **overrides: Any) -> tuple[Any, str]:
     tokens = tmp_path / "tokens.toml"
     name = f"bot{next(_BOTS)}"
@@ -333,23 +345,40 @@ def test_a_client_that_does_not_read_its_responses_is_dropped_after_the_write_ti
 
 
 def test_connections_per_client_address_are_capped(sandbox, tmp_path):
-    settings, _ = settings_for(sandbox, tmp_path, http_max_connections_per_ip=5, http_header_timeout_s=60)
+    """At its cap an address makes room among its own idle sockets (its oldest goes); only when all
+    of its connections are serving requests is a newcomer refused. Other addresses never notice."""
+    settings, token = settings_for(sandbox, tmp_path, http_max_connections_per_ip=5, http_header_timeout_s=60)
     with http_server(settings) as srv:
         guard = srv.prepared.guard
         port = srv.prepared.port
-        held = [connect_from("127.0.0.7", port) for _ in range(5)]
+        idle = [connect_from("127.0.0.7", port) for _ in range(5)]
         try:
             wait_until(lambda: guard.per_address.get("127.0.0.7") == 5, what="5 connections from 127.0.0.7")
+            idle.append(connect_from("127.0.0.7", port))
+            wait_until(lambda: guard.evicted == 1, what="the address's oldest connection to make room")
+            assert read_until_closed(idle[0], timeout=5) == (b"", True)
+            assert all(still_open(s) for s in idle[1:])
+            assert guard.per_address["127.0.0.7"] == 5 and guard.refused_per_address == 0
+        finally:
+            for sock in idle:
+                sock.close()
+        wait_until(lambda: "127.0.0.7" not in guard.per_address, what="127.0.0.7's slots to be freed")
+
+        busy = [start_busy_request("127.0.0.7", port, token) for _ in range(5)]
+        try:
+            wait_until(
+                lambda: guard.per_address.get("127.0.0.7") == 5 and "127.0.0.7" not in guard.pending_by_address,
+                what="5 requests in progress from 127.0.0.7",
+            )
             extra = connect_from("127.0.0.7", port)
             refused, closed = read_until_closed(extra, timeout=10)
             extra.close()
             assert refused.startswith(b"HTTP/1.1 503 ") and b"too_many_connections" in refused and closed
             assert guard.refused_per_address == 1
-            assert all(still_open(s) for s in held)  # the cap refuses the new one, it does not evict
-            # Other addresses are not affected.
-            assert httpx.get(srv.base + "/healthz", timeout=10).status_code == 200
+            assert all(still_open(s) for s in busy)  # requests in progress are never closed for room
+            assert httpx.get(srv.base + "/healthz", timeout=10).status_code == 200  # other addresses: fine
             # A freed slot can be used again.
-            held.pop().close()
+            busy.pop().close()
             wait_until(lambda: guard.per_address.get("127.0.0.7") == 4, what="the closed slot to be freed")
             again = connect_from("127.0.0.7", port)
             try:
@@ -358,7 +387,7 @@ def test_connections_per_client_address_are_capped(sandbox, tmp_path):
             finally:
                 again.close()
         finally:
-            for sock in held:
+            for sock in busy:
                 sock.close()
 
 
@@ -421,14 +450,8 @@ def test_requests_in_progress_are_never_evicted_and_only_a_full_house_refuses(sa
         port = srv.prepared.port
         busy: list[socket.socket] = []
         try:
-            for _ in range(8):  # authenticated POSTs whose body is still on its way: requests in progress
-                sock = connect_from("127.0.0.8", port)
-                sock.sendall(
-                    b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
-                    b"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
-                    b"Content-Length: 1000\r\n\r\n{" % (port, token.encode())
-                )
-                busy.append(sock)
+            for _ in range(8):
+                busy.append(start_busy_request("127.0.0.8", port, token))
             wait_until(lambda: len(guard.open) == 8 and not guard.pending, what="8 requests in progress")
             newcomer = connect_from("127.0.0.9", port)
             refused, closed = read_until_closed(newcomer, timeout=10)
