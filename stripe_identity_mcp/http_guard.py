@@ -23,7 +23,8 @@ unauthenticated client cannot use to starve others:
   inside a request ("pending": still sending headers, or idle between requests) may hold at most
   `max_connections - reserved`; when a new connection would exceed that (or the total), the OLDEST
   pending connection is closed to make room. A real client completes its headers within
-  milliseconds and then is no longer pending, so a flood of silent sockets only ever evicts itself:
+  milliseconds and then is no longer pending, so a flood of silent sockets evicts its own older
+  sockets (and idle keep-alive connections, which clients reopen), never a request in progress:
   authenticated requests and `/healthz` keep being served. Only when every slot holds a request in
   progress is a new connection refused (`503`).
 
@@ -33,7 +34,9 @@ answered (401/404/421) without reading their body, so they return to "pending" a
 
 Hooks used: `uvicorn.Config(http=<protocol class>)` accepts a protocol class; ours subclasses
 `H11Protocol` and overrides its asyncio `Protocol` callbacks plus `handle_events` /
-`on_response_complete` (the points where a request starts and ends). WebSocket upgrades must be off
+`on_response_complete` (the points where a request starts and ends) and reads `cycle` / `conn`.
+Those two methods are uvicorn internals (checked against uvicorn 0.54): tests/http/test_http_lockout.py
+fails if an upgrade changes them. WebSocket upgrades must be off
 (`ws="none"`): an upgrade swaps the protocol and would bypass `connection_lost` accounting.
 """
 
