@@ -473,7 +473,7 @@ def test_slow_clients_benchmark_smoke_run_has_zero_errors():
     env["PYTHONPATH"] = str(root)
     proc = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "http_slow_clients.py"), "--flood", "120", "--clients", "2",
-         "--calls", "5", "--probes", "5", "--phase-timeout", "30"],
+         "--calls", "5", "--probes", "5", "--phase-seconds", "0", "--phase-timeout", "30"],
         cwd=root, env=env, capture_output=True, text=True, timeout=150,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
