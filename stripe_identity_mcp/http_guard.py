@@ -14,7 +14,8 @@ unauthenticated client cannot use to starve others:
 * Write timeout. A connection whose output has been backed up (asyncio paused writing: the client is
   not reading) for `write_timeout_s` is aborted, so a slow reader — who could otherwise keep a
   request "in progress" forever, and requests in progress are never evicted — frees its slot.
-* Per-address cap. At most `max_per_address` open connections per client IP address. A newcomer
+* Per-address cap. At most `max_per_address` open connections per client IP address (IPv6: per /64,
+  the block one host or subscriber usually gets, so it cannot spread over 2^64 addresses). A newcomer
   from an address at its cap replaces that address's oldest connection without a request in
   progress (so a flood from one address only churns its own sockets, and a busy bot host's idle
   keep-alive connections make room for its new ones); if all of them are serving requests, the
@@ -43,6 +44,7 @@ fails if an upgrade changes them. WebSocket upgrades must be off
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import resource
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, replace
@@ -82,6 +84,19 @@ REFUSED_FULL = _response(
 REQUEST_TIMEOUT = _response(
     _TIMEOUT, b'{"error":"request_timeout","message":"request headers were not completed in time"}'
 )
+
+
+def address_key(host: str) -> str:
+    """What the per-address cap counts: the IPv4 address (also when IPv4-mapped), an IPv6 /64."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host  # not an IP (e.g. a Unix socket): one shared bucket per name
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class LimitsError(ValueError):
@@ -216,7 +231,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.address = self.client[0] if self.client else ""
+        self.address = address_key(self.client[0]) if self.client else ""
         refusal = self.guard.admit(self)
         if refusal is not None:
             self.drop(refusal)

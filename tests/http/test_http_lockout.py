@@ -391,6 +391,16 @@ def test_connections_per_client_address_are_capped(sandbox, tmp_path):
                 sock.close()
 
 
+def test_the_per_address_cap_counts_ipv4_addresses_and_ipv6_slash_64_blocks():
+    from stripe_identity_mcp.http_guard import address_key
+
+    assert address_key("203.0.113.7") == "203.0.113.7"
+    assert address_key("::ffff:203.0.113.7") == "203.0.113.7"  # IPv4-mapped on a dual-stack socket
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("fe80::1%eth0") == "fe80::/64"
+
+
 # --- configuration -------------------------------------------------------------------------------
 
 
