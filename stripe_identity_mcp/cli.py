@@ -55,11 +55,25 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--tokens-file", help="HTTP: bearer token file (TOML/JSON)")
     t.add_argument("--allowed-origin", action="append", default=None, help="HTTP: allowed Origin (repeatable)")
     t.add_argument("--allowed-host", action="append", default=None, help="HTTP: allowed Host header (repeatable)")
+    t.add_argument("--header-timeout", dest="http_header_timeout_s", type=float, metavar="SECONDS",
+                   help="HTTP: seconds to complete a request's headers before the connection is closed (default 5)")
+    t.add_argument("--keep-alive", dest="http_keep_alive_s", type=int, metavar="SECONDS",
+                   help="HTTP: seconds an idle kept-alive connection stays open (default 15)")
+    t.add_argument("--write-timeout", dest="http_write_timeout_s", type=float, metavar="SECONDS",
+                   help="HTTP: seconds a client may leave our output unread before it is dropped (default 30)")
+    t.add_argument("--max-connections", dest="http_max_connections", type=int, metavar="N",
+                   help="HTTP: open connections in total (default 1024)")
+    t.add_argument("--max-connections-per-ip", dest="http_max_connections_per_ip", type=int, metavar="N",
+                   help="HTTP: open connections per client IP address (default 128)")
+    t.add_argument("--reserved-connections", dest="http_reserved_connections", type=int, metavar="N",
+                   help="HTTP: slots that connections without a request in progress never take (default 128)")
 
 
 _FLAG_FIELDS = (
     "api_key", "api_base", "api_version", "stripe_account", "scim_base", "log_level", "toolsets",
     "allow_writes", "allow_live_writes", "read_only", "confirm", "audit_log", "export_dir", "tokens_file",
+    "http_header_timeout_s", "http_keep_alive_s", "http_write_timeout_s", "http_max_connections",
+    "http_max_connections_per_ip", "http_reserved_connections",
 )  # fmt: skip
 
 

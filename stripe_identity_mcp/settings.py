@@ -147,6 +147,32 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "WARNING", validation_alias=_env("STRIPE_IDENTITY_MCP_LOG_LEVEL", "log_level")
     )
+    # HTTP connection limits (see http_guard): no lock-out by silent, slow or numerous sockets.
+    http_header_timeout_s: float = Field(
+        5.0, gt=0, le=300, validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_HEADER_TIMEOUT", "http_header_timeout_s")
+    )
+    http_keep_alive_s: int = Field(
+        15, ge=1, le=3600, validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_KEEP_ALIVE", "http_keep_alive_s")
+    )
+    http_write_timeout_s: float = Field(
+        30.0, gt=0, le=3600, validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_WRITE_TIMEOUT", "http_write_timeout_s")
+    )
+    http_max_connections: int = Field(
+        1024,
+        ge=8,
+        le=1_000_000,
+        validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_MAX_CONNECTIONS", "http_max_connections"),
+    )
+    http_max_connections_per_ip: int = Field(
+        128,
+        ge=1,
+        validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_MAX_CONNECTIONS_PER_IP", "http_max_connections_per_ip"),
+    )
+    http_reserved_connections: int = Field(
+        128,
+        ge=0,
+        validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_RESERVED_CONNECTIONS", "http_reserved_connections"),
+    )
 
     # Set when serving against the embedded emulator.
     sandbox: bool = Field(False, validation_alias=_env("STRIPE_IDENTITY_MCP_SANDBOX", "sandbox"))

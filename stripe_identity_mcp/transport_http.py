@@ -31,9 +31,15 @@ Design (decided here; see also SPEC §5, §11)
   audit caller "anonymous"); on any other host it refuses to start (exit 2). A configured but empty
   or invalid tokens file is always an error. Tokens are read at start; restart to apply changes.
 * uvicorn: access log off (nothing about requests, let alone Authorization headers, is logged),
-  our own logging config (stderr), keep-alive 15 s, at most 512 concurrent connections/tasks
-  (503 beyond), graceful shutdown 5 s, no Server header. `--stateless` sets `stateless_http=True`
-  (no session state: run several replicas behind a load balancer).
+  our own logging config (stderr), graceful shutdown 5 s, no Server header, no WebSocket upgrades.
+  Connections are admitted and timed by `http_guard` (our H11 protocol subclass), not by uvicorn's
+  `limit_concurrency` (which counted idle sockets, so a flood of silent ones meant 503 for all):
+  headers within `--header-timeout` (5 s), keep-alive `--keep-alive` (15 s), unread output for at
+  most `--write-timeout` (30 s), `--max-connections` (1024) of which `--reserved-connections` (128)
+  never go to connections without a request in progress (the oldest such is closed to make room),
+  `--max-connections-per-ip` (128).
+  `--stateless` sets `stateless_http=True` (no session state: run several replicas behind a load
+  balancer).
 
 The socket is bound before anything is served (port 0 works; the real URL is printed on stderr).
 `prepare_http(settings, options)` builds everything without serving (tests run it in a thread).
@@ -59,13 +65,18 @@ from starlette.types import Receive, Scope, Send
 
 from stripe_identity_mcp.deps import AppDeps, open_deps
 from stripe_identity_mcp.http_auth import TokenEntry, TokenFileError, TokenTable, load_tokens
+from stripe_identity_mcp.http_guard import (
+    ConnectionGuard,
+    ConnectionLimits,
+    LimitsError,
+    fit_to_fd_limit,
+    guarded_protocol,
+)
 from stripe_identity_mcp.safety import AuditLog, audit_path
 from stripe_identity_mcp.server import build_server
 from stripe_identity_mcp.settings import ConfigError, Settings
 
 MAX_BODY_BYTES = 1024 * 1024
-KEEP_ALIVE_S = 15
-MAX_CONCURRENCY = 512
 MAX_SESSIONS_PER_TOKEN = 1000
 SESSION_IDLE_S = 15 * 60
 ANONYMOUS = "anonymous"
@@ -279,6 +290,7 @@ class PreparedHttp:
     host: str
     port: int
     config: uvicorn.Config
+    guard: ConnectionGuard
 
     @property
     def url(self) -> str:
@@ -307,6 +319,21 @@ def _bind(host: str, port: int) -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The HTTP connection limits from the settings (flags / env). Raises ConfigError."""
+    try:
+        return ConnectionLimits(
+            header_timeout_s=settings.http_header_timeout_s,
+            keep_alive_s=settings.http_keep_alive_s,
+            write_timeout_s=settings.http_write_timeout_s,
+            max_connections=settings.http_max_connections,
+            max_per_address=settings.http_max_connections_per_ip,
+            reserved=settings.http_reserved_connections,
+        )
+    except LimitsError as exc:
+        raise ConfigError(f"{exc}: fix --reserved-connections / --max-connections") from None
 
 
 def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[], None] | None = None) -> PreparedHttp:
@@ -338,6 +365,11 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
             if entry.scope == "writes" and not scoped.writes_enabled:
                 log(f"token '{entry.name}' has scope writes but {scoped.writes_off_reason}: it gets read tools only")
             plans.append((entry.caller, scoped))
+
+    limits, note = fit_to_fd_limit(connection_limits(settings))
+    if note is not None:
+        log(note)
+    guard = ConnectionGuard(limits)
 
     try:
         sock = _bind(options.host, options.port)
@@ -372,13 +404,16 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
         log_level=settings.log_level.lower(),
         access_log=False,  # request lines are not needed and must never carry secrets into logs
         lifespan="on",
-        timeout_keep_alive=KEEP_ALIVE_S,
-        limit_concurrency=MAX_CONCURRENCY,
+        http=guarded_protocol(guard),  # admission, header timeout, per-address cap (see http_guard)
+        ws="none",  # no WebSocket endpoint; an upgrade would also take the connection out of the guard
+        timeout_keep_alive=limits.keep_alive_s,
+        # No limit_concurrency: it counts idle and silent sockets too (that was the lock-out). The
+        # guard bounds connections, and h11 runs at most one request per connection.
         timeout_graceful_shutdown=5,
         server_header=False,
         proxy_headers=False,
     )
-    return PreparedHttp(app=front, sock=sock, host=options.host, port=port, config=config)
+    return PreparedHttp(app=front, sock=sock, host=options.host, port=port, config=config, guard=guard)
 
 
 def run_http(settings: Settings, args: Any) -> int:
