@@ -29,6 +29,18 @@ def writes(sb: Any, tmp_path: Any, **kw: Any) -> Any:
     return make_settings(sb, allow_writes=True, audit_log=tmp_path / "audit.jsonl", **kw)
 
 
+def scim_member(sb: Any, email: str, display: str | None = None) -> str:
+    body: dict[str, Any] = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": email}
+    if display is not None:
+        body["displayName"] = display
+    r = httpx.post(
+        f"{sb.scim_base}/Users", json=body,
+        headers={"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    return r.json()["id"]  # type: ignore[no-any-return]
+
+
 def check_question(question: str, lead: str) -> None:
     assert question.startswith(lead), question
     assert not INVISIBLE & set(question), [c for c in question if c in INVISIBLE]
@@ -55,12 +67,7 @@ async def test_customer_delete_question_leads_with_trusted_facts(empty_sandbox, 
 
 
 async def test_member_removal_question_leads_with_trusted_facts(sandbox, tmp_path):
-    r = httpx.post(
-        f"{sandbox.scim_base}/Users",
-        json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ann@acme.com", "displayName": HOSTILE},
-        headers={"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"},
-    )
-    uid = r.json()["id"]
+    uid = scim_member(sandbox, "ann@acme.com", HOSTILE)
     asked: list[str] = []
     async with mcp_client(writes(sandbox, tmp_path), **elicitation("decline", asked)) as client:
         out = await client.call_tool("delete_team_member", {"member_id": uid, "confirm": uid})
@@ -72,12 +79,7 @@ async def test_member_removal_question_leads_with_trusted_facts(sandbox, tmp_pat
 
 @pytest.mark.parametrize("confirm", ["\u212aelvin@acme.com", "kelvin@acme.com\u200b", "ｋelvin@acme.com"])
 async def test_lookalike_confirmation_is_refused_and_shows_what_to_type(sandbox, tmp_path, confirm):
-    r = httpx.post(
-        f"{sandbox.scim_base}/Users",
-        json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "kelvin@acme.com"},
-        headers={"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"},
-    )
-    uid = r.json()["id"]
+    uid = scim_member(sandbox, "kelvin@acme.com")
     async with mcp_client(writes(sandbox, tmp_path)) as client:
         out = await client.call_tool("delete_team_member", {"email": "kelvin@acme.com", "confirm": confirm})
     text = out.content[0].text
@@ -87,12 +89,7 @@ async def test_lookalike_confirmation_is_refused_and_shows_what_to_type(sandbox,
 
 
 async def test_ascii_case_of_the_email_still_confirms(sandbox, tmp_path):
-    r = httpx.post(
-        f"{sandbox.scim_base}/Users",
-        json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "kelvin@acme.com"},
-        headers={"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"},
-    )
-    uid = r.json()["id"]
+    uid = scim_member(sandbox, "kelvin@acme.com")
     async with mcp_client(writes(sandbox, tmp_path)) as client:
         out = await client.call_tool("delete_team_member", {"email": "kelvin@acme.com", "confirm": "KELVIN@acme.com"})
     assert not out.is_error, out.content[0].text

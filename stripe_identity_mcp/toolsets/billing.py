@@ -30,7 +30,7 @@ from stripe_identity_mcp.toolsets.common import (
     WRITE_IDEMPOTENT,
     deps,
     drop_none,
-    tool_error,
+    stripe_proof,
     tool_errors,
 )
 from stripe_identity_mcp.toolsets.proof import prove
@@ -189,8 +189,7 @@ def register(server: MCPServer, settings: Settings) -> None:
                 describe=lambda p: f"it is attached to {getattr(p, 'customer', None) or 'no customer'}",
                 action=f"attach {payment_method} to {customer_id}",
                 check=f"list_customer_payment_methods(customer_id='{customer_id}')",
-                trace_of=lambda: app.stripe.last_trace,
-                explain=lambda exc: str(tool_error(exc, app)),
+                **stripe_proof(app),
             )
             pm = attached.answer if attached.state is None else attached.state
             assert isinstance(pm, PaymentMethod)
@@ -204,8 +203,7 @@ def register(server: MCPServer, settings: Settings) -> None:
                     describe=lambda c: f"the invoice default is {default_pm(c) if isinstance(c, Customer) else None}",
                     action=f"make {pm.id} the invoice default of {customer_id}",
                     check=f"list_customer_payment_methods(customer_id='{customer_id}')",
-                    trace_of=lambda: app.stripe.last_trace,
-                    explain=lambda exc: str(tool_error(exc, app)),
+                    **stripe_proof(app),
                 )
                 notes += made.notes
             entry.outcome = "ok" if not notes else "ok (verified by reading it back)"
@@ -240,8 +238,7 @@ def register(server: MCPServer, settings: Settings) -> None:
                 describe=lambda p: "it is detached" if getattr(p, "customer", 1) is None else f"it is STILL attached to {before.customer}",
                 action=f"detach {payment_method} from {before.customer}",
                 check=f"list_customer_payment_methods(customer_id='{before.customer}')",
-                trace_of=lambda: app.stripe.last_trace,
-                explain=lambda exc: str(tool_error(exc, app)),
+                **stripe_proof(app),
             )
             entry.outcome = proof.audit_outcome
             pm = proof.answer if proof.state is None else proof.state

@@ -108,6 +108,11 @@ def tool_error(error: StripeIdentityError, app: AppDeps) -> ToolError:
     return ToolError(" ".join(parts))
 
 
+def stripe_proof(app: AppDeps) -> dict[str, Any]:
+    """`prove()`'s Stripe-side arguments: the Stripe client's trace, errors in the tools' words."""
+    return {"trace_of": lambda: app.stripe.last_trace, "explain": lambda exc: str(tool_error(exc, app))}
+
+
 @contextmanager
 def tool_errors(app: AppDeps) -> Iterator[None]:
     """Turn every expected client failure into a ToolError (an isError result for the model)."""

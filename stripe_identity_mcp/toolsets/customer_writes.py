@@ -40,7 +40,7 @@ from stripe_identity_mcp.toolsets.common import (
     WRITE_IDEMPOTENT,
     deps,
     drop_none,
-    tool_error,
+    stripe_proof,
     tool_errors,
 )
 from stripe_identity_mcp.toolsets.proof import GONE, prove
@@ -198,8 +198,7 @@ async def create_once(
             describe=lambda state: f"{state.id} was created" if isinstance(state, Customer) else "no new customer with this email",
             action=f"create a customer for {email}",
             check=f"find_customers_by_email(email='{email}')",
-            trace_of=lambda: stripe.last_trace,
-            explain=lambda exc: str(tool_error(exc, app)),
+            **stripe_proof(app),
         )
     except BadRequestError as exc:
         if not (derived and exc.type == "idempotency_error"):
@@ -406,8 +405,7 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
                 describe=lambda c: "the change is in place" if applied(c) else "the customer does NOT show the change",
                 action=f"update customer {customer_id}",
                 check=f"get_customer(customer_id='{customer_id}')",
-                trace_of=lambda: app.stripe.last_trace,
-                explain=lambda exc: str(tool_error(exc, app)),
+                **stripe_proof(app),
             )
             entry.outcome = proof.audit_outcome
             updated = proof.answer if proof.state is None else proof.state
@@ -449,8 +447,7 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
                 describe=lambda c: "it is deleted" if isinstance(c, Customer) and c.deleted else "it still EXISTS",
                 action=f"delete customer {customer_id}",
                 check=f"get_customer(customer_id='{customer_id}')",
-                trace_of=lambda: app.stripe.last_trace,
-                explain=lambda exc: str(tool_error(exc, app)),
+                **stripe_proof(app),
             )
             entry.outcome = proof.audit_outcome
         lost = " The first answer was lost; the retry found it already deleted by that first attempt." if proof.lost_answer else ""
