@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from mcp.server.mcpserver import MCPServer
 
 from stripe_identity_mcp import __version__
+from stripe_identity_mcp.card_guard import guard_card_numbers
 from stripe_identity_mcp.deps import AppDeps, open_deps
 from stripe_identity_mcp.prompts import register_prompts
 from stripe_identity_mcp.schema_slim import compact_results, hide_rejected_values, slim_tools
@@ -55,4 +56,5 @@ def build_server(
     slim_tools(server)
     compact_results(server)
     hide_rejected_values(server)
+    guard_card_numbers(server)  # last: the outermost wrapper, so it runs before the others
     return server

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from mcp.server.mcpserver.exceptions import ToolError
 
 from stripe_identity_mcp.safety import (
+    CARD_BRANDS,
     AuditLog,
     caller_name,
     find_card_numbers,
@@ -35,9 +36,12 @@ def luhn_complete(body: str) -> str:
 
 @st.composite
 def card_numbers(draw: Any) -> str:
-    length = draw(st.integers(min_value=13, max_value=19))
-    first = draw(st.sampled_from("3456"))
-    body = first + draw(st.text(alphabet="0123456789", min_size=length - 2, max_size=length - 2))
+    """A Luhn-valid number with a real brand prefix and length (every brand, every range, every length)."""
+    _, ranges, lengths = draw(st.sampled_from(CARD_BRANDS))
+    low, high = draw(st.sampled_from(ranges))
+    prefix = str(draw(st.integers(min_value=int(low), max_value=int(high))))
+    length = draw(st.sampled_from(sorted(lengths)))
+    body = prefix + draw(st.text(alphabet="0123456789", min_size=length - 1 - len(prefix), max_size=length - 1 - len(prefix)))
     return luhn_complete(body)
 
 
@@ -61,7 +65,7 @@ NO_DIGITS = st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs"), bl
 def embedded_cards(draw: Any) -> tuple[str, str]:
     digits = draw(card_numbers())
     if len(set(digits)) == 1:
-        digits = luhn_complete("4" + "1" * (len(digits) - 2))
+        digits = "4242424242424242"
     text = draw(formatted(digits))
     before, after = draw(NO_DIGITS), draw(NO_DIGITS)
     return digits, f"{before} {text} {after}"
