@@ -4,15 +4,15 @@ Applied once in build_server() to every registered tool, so a tool added later i
 remembering to call `refuse_card_numbers` (reads included: a card pasted into a search or an
 export filename would otherwise travel to Stripe, into logs and into file names).
 
-It wraps the tool function, so it runs after argument validation (an id field with a card in it
-still gets the schema's "should match pattern" answer, which echoes nothing) and before the body.
-Confirmation resolvers run before it; they only read the target by id and never see free text.
-A refusal by a write tool is appended to the audit log as "refused", like the tools' own refusals.
+It wraps each tool's `run`, so it sees the arguments after schema validation (an id field with a
+card in it still gets the schema's "should match pattern" answer, which echoes nothing) and before
+anything else runs: confirmation resolvers (which read the target from Stripe/SCIM by id — a card
+in `member_id` would otherwise be sent to SCIM) and the tool body. A refusal by a write tool is
+appended to the audit log as "refused", like the tools' own refusals.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
@@ -49,32 +49,28 @@ def check_arguments(tool: str, arguments: dict[str, Any], *, audited: bool, cont
 
 
 def guard_card_numbers(server: Any) -> None:
-    """Wrap every registered tool so its string arguments are checked for card numbers first."""
+    """Wrap every registered tool's `run` so its arguments are checked for card numbers first."""
     for tool in server._tool_manager.list_tools():
-        context_name = tool.context_kwarg
-        # Values filled by resolvers (confirmation answers) and the Context are not caller text.
-        skip = {context_name, *tool.resolved_params}
         audited = not (tool.annotations is not None and tool.annotations.read_only_hint)
-        original = tool.fn
 
-        def check(kwargs: dict[str, Any], __name: str = tool.name, __skip: set[Any] = skip,
-                  __audited: bool = audited, __ctx: str | None = context_name) -> None:  # fmt: skip
-            arguments = {k: v for k, v in kwargs.items() if k not in __skip}
-            check_arguments(__name, arguments, audited=__audited, context=kwargs.get(__ctx) if __ctx else None)
+        async def run(
+            arguments: dict[str, Any],
+            context: Any,
+            convert_result: bool = False,
+            __tool: Any = tool,
+            __run: Any = tool.run,
+            __audited: bool = audited,
+        ) -> Any:
+            try:
+                # The validated form: what the tool would get (no Context, no resolver answers).
+                validated = __tool.fn_metadata.validate_arguments(arguments)
+            except Exception:
+                validated = None  # the SDK reports the schema error (echoing no value)
+            if validated is not None:
+                try:
+                    check_arguments(__tool.name, validated, audited=__audited, context=context)
+                except ToolError as exc:  # worded like every other tool error
+                    raise ToolError(f"Error executing tool {__tool.name}: {exc}") from None
+            return await __run(arguments, context, convert_result=convert_result)
 
-        if tool.is_async:
-
-            @functools.wraps(original)
-            async def async_wrapper(*args: Any, __fn: Any = original, __check: Any = check, **kwargs: Any) -> Any:
-                __check(kwargs)
-                return await __fn(*args, **kwargs)
-
-            tool.fn = async_wrapper
-        else:
-
-            @functools.wraps(original)
-            def sync_wrapper(*args: Any, __fn: Any = original, __check: Any = check, **kwargs: Any) -> Any:
-                __check(kwargs)
-                return __fn(*args, **kwargs)
-
-            tool.fn = sync_wrapper
+        object.__setattr__(tool, "run", run)  # Tool is a pydantic model; `run` is its public entry point

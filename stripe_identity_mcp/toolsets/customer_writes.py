@@ -25,6 +25,7 @@ from stripe_identity_mcp.toolsets.common import (
     DESTRUCTIVE,
     WRITE,
     WRITE_IDEMPOTENT,
+    check_idempotency_key,
     deps,
     drop_none,
     tool_errors,
@@ -142,6 +143,7 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
         async with audit(ctx, "create_customer", email, args) as entry:
             refuse_card_numbers(email=email, name=name, phone=phone, description=description, address=address,
                                 metadata=metadata, idempotency_key=idempotency_key)  # fmt: skip
+            check_idempotency_key(idempotency_key)
             check_metadata(metadata)
             check_address(address)
             found = await lookup_email(app.stripe, email, app.mode_label, include_case_variants=True)
