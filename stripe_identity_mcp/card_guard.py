@@ -1,7 +1,7 @@
 """One card-number check for every tool: no string argument holding a card number reaches a tool body.
 
-Applied once in build_server() to every registered tool, so a tool added later is covered without
-remembering to call `refuse_card_numbers` (reads included: a card pasted into a search or an
+Applied once in build_server() to every registered tool, so a tool a toolset adds later is covered
+without remembering to call `refuse_card_numbers` (reads included: a card pasted into a search or an
 export filename would otherwise travel to Stripe, into logs and into file names).
 
 It wraps each tool's `run`, so it sees the arguments after schema validation (an id field with a
@@ -17,6 +17,7 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
+from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.safety import audit_log_for, caller_name, refuse_card_numbers
 
 # Arguments that name what a write is about, in the order the audit log's `target` prefers them.
@@ -37,7 +38,7 @@ def check_arguments(tool: str, arguments: dict[str, Any], *, audited: bool, cont
         refuse_card_numbers(**arguments)
     except ToolError:
         app = getattr(getattr(context, "request_context", None), "lifespan_context", None)
-        if audited and app is not None:
+        if audited and isinstance(app, AppDeps):
             audit_log_for(app).record(
                 tool=tool,
                 target=_target(arguments),  # masked by the audit log like every value

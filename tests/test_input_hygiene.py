@@ -163,6 +163,30 @@ async def test_a_255_character_idempotency_key_is_used(empty_sandbox, tmp_path):
     assert again.is_error or again.structured_content["customer"]["id"] == first.structured_content["customer"]["id"]
 
 
+async def test_a_tool_without_any_card_code_is_covered():
+    """The guard needs nothing from the tool: any string, nested or not, is checked before it runs."""
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    from stripe_identity_mcp.card_guard import guard_card_numbers
+
+    server: MCPServer = MCPServer("guarded")
+    calls: list[Any] = []
+
+    @server.tool()
+    def note(text: str, tags: dict[str, list[str]] | None = None) -> str:
+        calls.append((text, tags))
+        return "ok"
+
+    guard_card_numbers(server)
+    async with Client(server) as client:
+        assert (await client.call_tool("note", {"text": "order 1764619200009"})).content[0].text == "ok"
+        r = await client.call_tool("note", {"text": "hi", "tags": {"a": ["x", f"pan {CARD}"]}})
+    text = r.content[0].text
+    assert r.is_error and "argument 'tags' (at tags['a'][1])" in text and "card number" in text and CARD not in text
+    assert calls == [("order 1764619200009", None)]
+
+
 def test_excerpt_is_short_and_card_safe():
     assert excerpt("x" * 10_000_000).startswith("'" + "x" * 40 + "'…(+")
     assert len(excerpt("x" * 10_000_000)) < 70
