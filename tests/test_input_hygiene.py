@@ -187,6 +187,24 @@ async def test_a_tool_without_any_card_code_is_covered():
     assert calls == [("order 1764619200009", None)]
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [f"stripe://customers/{CARD}", f"stripe://accounts/{CARD}", f"stripe://team-members/{CARD}",
+     f"stripe://team-members/{CARD[:8]}-{CARD[8:]}", "stripe://customers/cus_" + "x" * 5000],
+)  # fmt: skip
+async def test_resource_uris_with_a_card_or_a_long_id_are_refused_without_an_echo(sandbox, uri):
+    from mcp.shared.exceptions import MCPError
+
+    before = sandbox.sandbox.requests
+    async with mcp_client(make_settings(sandbox)) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource(uri)
+    message = str(caught.value)
+    assert "invalid" in message and len(message) < 400, message[:200]
+    assert CARD not in message.replace("-", "") and CARD[4:12] not in message
+    assert sandbox.sandbox.requests == before
+
+
 def test_excerpt_is_short_and_card_safe():
     assert excerpt("x" * 10_000_000).startswith("'" + "x" * 40 + "'…(+")
     assert len(excerpt("x" * 10_000_000)) < 70
