@@ -142,15 +142,24 @@ def is_card_number(digits: str) -> bool:
     )
 
 
-def _candidates(run: str) -> list[str]:
+# Work bound per text: a window is one group-aligned 13–19 digit candidate. Real text has a few;
+# "1 1 1 …" (10 MB of single digits) would have millions and take minutes in pure Python.
+MAX_WINDOWS = 50_000
+TOO_MANY_GROUPS = "too many digit groups to check"  # reported (and refused) instead of hanging
+_FIRST_DIGITS = frozenset(low[0] for _, ranges, _ in CARD_BRANDS for low, _ in ranges)
+
+
+def _candidates(run: str, budget: list[int]) -> list[str] | None:
     """Digit strings of 13–19 digits a run could hold: the whole run, or whole groups of it.
 
     Other scripts' digits (full-width １, Arabic-Indic ٤ …) count as their ASCII values: a card
-    number typed in them is still a card number.
+    number typed in them is still a card number. None when `budget` (windows left) runs out.
     """
     groups = [g if g.isascii() else "".join(str(unicodedata.decimal(c)) for c in g) for g in _SEP.split(run)]
     found: list[str] = []
     for start in range(len(groups)):
+        if groups[start][0] not in _FIRST_DIGITS:  # no brand starts like this: skip the start cheaply
+            continue
         digits = ""
         for end in range(start, len(groups)):
             digits += groups[end]
@@ -158,19 +167,30 @@ def _candidates(run: str) -> list[str]:
                 break
             if len(digits) >= 13:
                 found.append(digits)
+                budget[0] -= 1
+                if budget[0] < 0:
+                    return None
     return sorted(found, key=len, reverse=True)  # the whole run first, then the longest parts
 
 
 def find_card_numbers(text: str) -> list[str]:
-    """Masked forms of every card number in `text` (never the number itself)."""
+    """Masked forms of every card number in `text` (never the number itself).
+
+    A text with more candidate windows than MAX_WINDOWS yields TOO_MANY_GROUPS (callers refuse it
+    like a card: it is no legitimate Stripe value, and checking it fully would stall the server).
+    """
     if not isinstance(text, str) or len(text) < 13:
         return []
     out: list[str] = []
+    budget = [MAX_WINDOWS]
     for match in _RUN.finditer(text):
         run = match.group(0)
         if sum(c.isdigit() for c in run) < 13:
             continue
-        for digits in _candidates(run):
+        candidates = _candidates(run, budget)
+        if candidates is None:
+            return [*out, TOO_MANY_GROUPS]
+        for digits in candidates:
             if is_card_number(digits):
                 masked = mask_card(digits)
                 if masked not in out:

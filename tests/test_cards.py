@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stripe_identity_mcp.safety import card_brand, find_card_numbers, luhn_ok, mask_card
+from stripe_identity_mcp.safety import TOO_MANY_GROUPS, card_brand, find_card_numbers, luhn_ok, mask_card
 from tests.conftest import make_settings, mcp_client
 
 # Every card number on https://docs.stripe.com/testing (cards by brand, co-branded, by country,
@@ -183,3 +184,13 @@ async def test_every_stripe_test_card_is_refused_by_a_write_and_a_read(empty_san
 def test_stamp_range_is_what_the_comment_says():
     assert datetime.fromtimestamp(10**12 / 1000, UTC).year == 2001
     assert datetime.fromtimestamp(4 * 10**12 / 1000, UTC).year == 2096
+
+
+def test_a_flood_of_digit_groups_is_refused_quickly_not_scanned_forever():
+    """10 MB of "4 4 4 …" has millions of candidate windows: bounded work, and refused as card-like."""
+    started = time.perf_counter()
+    assert find_card_numbers("4 " * 1_000_000) == [TOO_MANY_GROUPS]
+    assert find_card_numbers("1 " * 1_000_000) == []  # no brand starts with 1: nothing to check
+    flood = find_card_numbers("order 4242 4242 4242 4242, then " + "4 " * 1_000_000)
+    assert flood == ["4242 **** **** 4242", TOO_MANY_GROUPS]
+    assert time.perf_counter() - started < 30  # was minutes (quadratic-ish windows, pure Python)

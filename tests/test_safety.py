@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -183,7 +184,10 @@ def place(base: dict[str, Any], field: str, text: str) -> dict[str, Any]:
         if sub == "0":
             args[name] = [text]
         elif sub == "KEY":
-            args[name] = {text[-40:]: "v"}
+            # Keys are at most 40 characters: keep the card whole (text[-40:] cut it when the text after was long).
+            run = re.search(r"\d[\d -]*\d", text)
+            assert run is not None
+            args[name] = {run.group(0)[:40]: "v"}
         else:
             args[name] = {sub: text}
     return args
