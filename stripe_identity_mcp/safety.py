@@ -227,7 +227,7 @@ def _first_card(value: Any, path: str) -> str | None:
         for key, sub in value.items():
             if isinstance(key, str) and find_card_numbers(key):
                 return f"{path} (key {key[:4]}…)"
-            hit = _first_card(sub, f"{path}[{key!r}]")
+            hit = _first_card(sub, f"{path}[{excerpt(key)}]")  # keys are caller text too: short
             if hit:
                 return hit
     elif isinstance(value, (list, tuple, set)):

@@ -128,6 +128,17 @@ async def test_every_text_argument_answers_briefly_to_a_long_value(empty_sandbox
     assert refusals > 20
 
 
+async def test_a_card_under_a_long_metadata_key_is_refused_briefly(empty_sandbox, tmp_path):
+    long_key = "k" * 5_000
+    async with mcp_client(all_settings(empty_sandbox, tmp_path)) as client:
+        r = await client.call_tool(
+            "create_customer", {"email": "long@example.com", "metadata": {long_key: f"card {CARD}"}}
+        )
+    text = r.content[0].text
+    assert r.is_error and "argument 'metadata'" in text and "card number" in text and len(text) < 400, text[:300]
+    assert not empty_sandbox.sandbox.stores["test"].customers
+
+
 @pytest.mark.parametrize(
     ("key", "phrase"),
     [
