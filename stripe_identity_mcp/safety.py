@@ -221,6 +221,8 @@ def _first_card(value: Any, path: str) -> str | None:
     """The path (e.g. `metadata['note']`) of the first string holding a card number, or None."""
     if isinstance(value, str):
         return path if find_card_numbers(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):  # a card sent as a JSON number is still one
+        return path if value >= 10**12 and find_card_numbers(str(value)) else None
     if isinstance(value, BaseModel):
         value = value.model_dump()
     if isinstance(value, dict):

@@ -96,6 +96,15 @@ async def test_a_card_in_any_text_argument_of_any_tool_is_refused_before_anythin
     assert '"refused"' in audit and CARD not in audit.replace(" ", "")
 
 
+async def test_a_card_sent_as_a_json_number_is_refused(sandbox, tmp_path):
+    """start_index has no upper bound: a card typed into it would have gone to SCIM as startIndex."""
+    async with mcp_client(all_settings(sandbox, tmp_path)) as client:
+        r = await client.call_tool("list_team_members", {"start_index": int(CARD)})
+        ok = await client.call_tool("list_team_members", {"start_index": 1764619200009})  # a timestamp is fine
+    assert r.is_error and "argument 'start_index'" in r.content[0].text and CARD not in r.content[0].text
+    assert not ok.is_error, ok.content[0].text
+
+
 async def test_a_huge_rejected_value_is_not_echoed(empty_sandbox, tmp_path):
     """The issue: a 10 MB created_gte came back as a 10 MB answer."""
     huge = "2024-01-01" + "x" * 10_000_000
