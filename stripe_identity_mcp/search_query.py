@@ -25,7 +25,7 @@ _TOKEN = re.compile(
         (?P<op>>=|<=|:|~|>|<)
         (?:(?P<q>['"])(?P<sval>(?:\\.|(?!(?P=q)).)*)(?P=q)|(?P<num>-?\d+)|(?P<null>null))
     )""",
-    re.VERBOSE,
+    re.VERBOSE | re.DOTALL,  # a quoted value may hold a newline (a name_contains with one, say)
 )
 _JOIN = re.compile(r"\s+(AND|OR)\s+", re.IGNORECASE)
 _DANGLING = re.compile(r"\s+(AND|OR)$", re.IGNORECASE)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.sandbox.forms import StripeError
 from stripe_identity_mcp.sandbox.search import parse_query
-from stripe_identity_mcp.search_query import QueryError, conjunction, validate
+from stripe_identity_mcp.search_query import QueryError, clause, conjunction, validate
 from tests.conftest import make_settings, mcp_client
 
 
@@ -143,3 +143,29 @@ async def test_implicit_and_and_lowercase_keywords_search_for_real(sandbox):
         assert r.is_error and "OR" in r.content[0].text
         r = await client.call_tool("search_customers", {"query": "email:'a@b.c' name:'x' OR phone:'y'"})
         assert r.is_error and "cannot be mixed" in r.content[0].text
+
+
+@pytest.mark.anyio
+async def test_fields_added_to_a_full_query_are_checked_before_stripe(empty_sandbox):
+    ten = " ".join(f"metadata['k{i}']:'v'" for i in range(10))
+    before = empty_sandbox.sandbox.requests
+    async with mcp_client(make_settings(empty_sandbox)) as client:
+        alone = await client.call_tool("search_customers", {"query": ten})
+        r = await client.call_tool("search_customers", {"query": ten, "name_contains": "Doe"})
+    assert not alone.is_error, alone.content[0].text
+    assert r.is_error and "at most 10 clauses" in r.content[0].text, r.content[0].text
+    assert empty_sandbox.sandbox.requests == before + 1  # only the valid query was sent
+
+
+@given(
+    name=st.text(min_size=3, max_size=30),
+    key=st.text(min_size=1, max_size=40).filter(lambda k: "[" not in k and "]" not in k),
+    value=st.text(max_size=30),
+)
+@settings(max_examples=300)
+def test_structured_fields_always_build_a_valid_query(name, key, value):
+    """search_customers' own clauses (escaped for the caller) never trip the validator or the sandbox."""
+    query = " AND ".join([clause("name", "~", name), clause("metadata", ":", value, key=key)])
+    assert validator_accepts(query) and sandbox_accepts(query), query
+    parsed = parse_query(query)
+    assert [c.value for c in parsed.clauses] == [name, value] and parsed.clauses[1].key == key

@@ -198,6 +198,11 @@ def register(server: MCPServer, settings: Settings) -> None:
             raise ToolError("give a query or at least one of name_contains / metadata_key+metadata_value")
         if query and len(clauses) > 1 and conjunction(query) == "OR":
             raise ToolError("a query using OR cannot be combined with other fields (Stripe forbids mixing AND/OR)")
+        if len(clauses) > 1:
+            try:  # the combined query must still be one Stripe accepts (e.g. at most 10 clauses)
+                validate(" AND ".join(clauses))
+            except QueryError as exc:
+                raise ToolError(f"invalid search query (with the other fields added): {exc}") from None
         app = deps(ctx)
         with tool_errors(app):
             result = await app.stripe.search_customers(" AND ".join(clauses), limit=limit, page=page)
