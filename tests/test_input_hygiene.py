@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from stripe_identity_mcp.safety import excerpt
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.toolsets.common import to_unix
-from tests.conftest import make_settings, mcp_client
+from tests.conftest import elicitation, make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
 
@@ -94,6 +96,55 @@ async def test_a_card_in_any_text_argument_of_any_tool_is_refused_before_anythin
         assert must in checked, must
     audit = (tmp_path / "audit.jsonl").read_text()
     assert '"refused"' in audit and CARD not in audit.replace(" ", "")
+
+
+class Doorbell:
+    """A TCP port that counts connection attempts and hangs up at once (the client fails fast)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.rings = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed: done
+                return
+            self.rings += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+async def test_the_card_check_runs_before_the_confirmation_gate(sandbox, tmp_path):
+    """The gate reads the member from SCIM (and asks the human) before the tool body runs: the card
+    check must come first, so SCIM never hears of the card."""
+    bell = Doorbell()
+    asked: list[str] = []
+    settings = make_settings(
+        sandbox, allow_writes=True, confirm="elicit", scim_base=f"http://127.0.0.1:{bell.port}/scim/v2",
+        max_retries=0, audit_log=tmp_path / "audit.jsonl",
+    )  # fmt: skip
+    try:
+        async with mcp_client(settings, **elicitation("accept", asked)) as client:
+            for tool in ("deactivate_team_member", "delete_team_member"):
+                r = await client.call_tool(tool, {"member_id": CARD, "confirm": CARD})
+                text = r.content[0].text
+                assert r.is_error and "argument 'member_id'" in text and "card number" in text, text
+                assert CARD not in text
+            assert bell.rings == 0  # SCIM was never contacted
+            control = await client.call_tool("get_team_member", {"member_id": "not-a-card"})
+            assert control.is_error and bell.rings >= 1  # ...and would have been noticed
+    finally:
+        bell.close()
+    assert asked == []  # nobody was asked to confirm a card number
+    assert (tmp_path / "audit.jsonl").read_text().count('"refused"') == 2
 
 
 async def test_a_card_sent_as_a_json_number_is_refused(sandbox, tmp_path):
