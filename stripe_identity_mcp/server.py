@@ -11,6 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
 
 from stripe_identity_mcp import __version__
+from stripe_identity_mcp.card_guard import guard_card_numbers
 from stripe_identity_mcp.deps import AppDeps, open_deps
 from stripe_identity_mcp.prompts import register_prompts
 from stripe_identity_mcp.safety import audit_log_for, caller_name
@@ -100,4 +101,5 @@ def build_server(
     slim_tools(server)
     compact_results(server)
     hide_rejected_values(server)
+    guard_card_numbers(server)  # last: the outermost wrapper, so it runs before the others
     return server

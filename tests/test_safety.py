@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from mcp.server.mcpserver.exceptions import ToolError
 
 from stripe_identity_mcp.safety import (
+    CARD_BRANDS,
     AuditLog,
     caller_name,
     find_card_numbers,
@@ -35,9 +37,12 @@ def luhn_complete(body: str) -> str:
 
 @st.composite
 def card_numbers(draw: Any) -> str:
-    length = draw(st.integers(min_value=13, max_value=19))
-    first = draw(st.sampled_from("3456"))
-    body = first + draw(st.text(alphabet="0123456789", min_size=length - 2, max_size=length - 2))
+    """A Luhn-valid number with a real brand prefix and length (every brand, every range, every length)."""
+    _, ranges, lengths = draw(st.sampled_from(CARD_BRANDS))
+    low, high = draw(st.sampled_from(ranges))
+    prefix = str(draw(st.integers(min_value=int(low), max_value=int(high))))
+    length = draw(st.sampled_from(sorted(lengths)))
+    body = prefix + draw(st.text(alphabet="0123456789", min_size=length - 1 - len(prefix), max_size=length - 1 - len(prefix)))
     return luhn_complete(body)
 
 
@@ -61,7 +66,7 @@ NO_DIGITS = st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs"), bl
 def embedded_cards(draw: Any) -> tuple[str, str]:
     digits = draw(card_numbers())
     if len(set(digits)) == 1:
-        digits = luhn_complete("4" + "1" * (len(digits) - 2))
+        digits = "4242424242424242"
     text = draw(formatted(digits))
     before, after = draw(NO_DIGITS), draw(NO_DIGITS)
     return digits, f"{before} {text} {after}"
@@ -179,7 +184,10 @@ def place(base: dict[str, Any], field: str, text: str) -> dict[str, Any]:
         if sub == "0":
             args[name] = [text]
         elif sub == "KEY":
-            args[name] = {text[-40:]: "v"}
+            # Keys are at most 40 characters: keep the card whole (text[-40:] cut it when the text after was long).
+            run = re.search(r"\d[\d -]*\d", text)
+            assert run is not None
+            args[name] = {run.group(0)[:40]: "v"}
         else:
             args[name] = {sub: text}
     return args

@@ -3,7 +3,8 @@
 Supported: ``email``, ``name``, ``phone`` with ``:`` (exact, case-insensitive) and ``~``
 (substring, >= 3 chars); ``metadata['key']:'value'`` (exact); ``created`` with ``:``, ``>``,
 ``>=``, ``<``, ``<=`` and an integer; a leading ``-`` negates a clause; clauses joined by
-``AND`` or by ``OR`` (mixing them is an error, as on Stripe without parentheses).
+whitespace (= AND), ``AND`` or ``OR`` in any case (mixing AND and OR is an error: Stripe's docs
+say they are mutually exclusive, and there are no parentheses). At most 10 clauses.
 
 Indexing lag: every customer record carries ``changed_at`` (wall time of the last
 create/update) and ``prev`` (the search-visible snapshot from before that change, or ``None``
@@ -121,6 +122,11 @@ class _Lexer:
         raise _err(f"Invalid query: unterminated string starting at position {self.i - len(out) - 1}. {_DOC}")
 
 
+# A join keyword: AND / OR in any case, followed by whitespace or the end (anything else, like
+# `orders:` or `ANDname`, is the start of the next clause and gets the field error).
+_WORD = re.compile(r"(AND|OR)(?=\s|$)", re.IGNORECASE)
+
+
 def parse_query(text: str) -> Query:
     if text is None or not str(text).strip():
         raise _err(f"Invalid query: the query is empty. {_DOC}")
@@ -142,7 +148,7 @@ def parse_query(text: str) -> Query:
         key = None
         if field not in FIELDS:
             raise _err(
-                f"Field `{field}` is an unsupported search field for resource `customers`. "
+                f"Field `{field[:40]}` is an unsupported search field for resource `customers`. "
                 "See http://stripe.com/docs/search#query-fields-for-customers for a list of supported fields."
             )
         if field == "metadata":
@@ -177,7 +183,7 @@ def parse_query(text: str) -> Query:
             try:
                 value: Any = int(raw)
             except ValueError:
-                raise _err(f"Invalid query: `created` needs an integer timestamp, got {raw!r}.") from None
+                raise _err(f"Invalid query: `created` needs an integer timestamp, got {raw[:40]!r}.") from None
         else:
             if op in (">", ">=", "<", "<="):
                 raise _err(f"Invalid query: the `{op}` operator is only supported for numeric fields such as `created`.")
@@ -189,24 +195,26 @@ def parse_query(text: str) -> Query:
         clauses.append(Clause(field, key, op, value, negate))
         if len(clauses) > 10:
             raise _err("Invalid query: a query can have at most 10 clauses.")
+        spaced = lx.i < len(lx.s) and lx.s[lx.i].isspace()
         if lx.eof():
             break
-        if not lx.s[lx.i - 1].isspace() if lx.i > 0 else True:
-            pass
         word_start = lx.i
-        m = re.compile(r"[A-Za-z]+").match(lx.s, lx.i)
-        word = m.group(0) if m else ""
-        if word not in ("AND", "OR"):
+        if not spaced:
             raise _err(
-                f"Invalid query: expected `AND` or `OR` at position {word_start} but found "
+                f"Invalid query: expected a space, `AND` or `OR` at position {word_start} but found "
                 f"{lx.s[word_start:word_start + 12]!r}. {_DOC}"
             )
-        lx.i = m.end()  # type: ignore[union-attr]
+        m = _WORD.match(lx.s, lx.i)
+        if m:
+            word = m.group(1).upper()
+            lx.i = m.end()
+            if lx.eof():
+                raise _err(f"Invalid query: the query ends after `{word}`. {_DOC}")
+        else:
+            word = "AND"  # clauses separated by whitespace are combined with AND
         if conj is not None and conj != word:
             raise _err(f"Invalid query: cannot mix `AND` and `OR` without parentheses (position {word_start}). {_DOC}")
         conj = word
-        if lx.eof():
-            raise _err(f"Invalid query: the query ends after `{word}`. {_DOC}")
     return Query(clauses, conj or "AND")
 
 

@@ -23,6 +23,7 @@ from stripe_identity_mcp.clients.errors import (
     redact,
 )
 from stripe_identity_mcp.deps import AppDeps
+from stripe_identity_mcp.safety import excerpt
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
@@ -131,12 +132,32 @@ Timestamp = Annotated[int | str | None, Field(description="unix or ISO 8601 date
 
 # Unix seconds a created filter may hold: 1970-01-01 .. 9999-12-31T23:59:59Z (datetime's range).
 MAX_UNIX = 253402300799
+# The longest ISO 8601 form datetime accepts is ~32 characters ("2024-12-01T00:00:00.000000+00:00").
+MAX_TIME_CHARS = 64
+# Stripe: "keys can be up to 255 characters long"; they travel in an HTTP header (printable ASCII).
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def check_idempotency_key(key: str | None) -> None:
+    """Refuse a key Stripe (or the HTTP header it travels in) cannot take, before anything is sent."""
+    if key is None:
+        return
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ToolError(
+            f"idempotency_key must be 1..{MAX_IDEMPOTENCY_KEY} characters (got {len(key)}). Nothing was sent to Stripe."
+        )
+    if not (key.isascii() and key.isprintable()):
+        raise ToolError(
+            "idempotency_key must be printable ASCII (letters, digits, punctuation, spaces; e.g. a UUID). "
+            "Nothing was sent to Stripe."
+        )
 
 
 def to_unix(value: int | str | None, name: str) -> int | None:
     """Unix seconds from an int, a digit string or an ISO 8601 date/time (UTC when no zone is given).
 
-    Anything else, or a time outside 1970..9999, is a ToolError naming the argument.
+    Anything else, or a time outside 1970..9999, is a ToolError naming the argument (the value is
+    echoed only as a short excerpt: a 10 MB argument must not come back as a 10 MB answer).
     """
     if value is None:
         return None
@@ -144,6 +165,8 @@ def to_unix(value: int | str | None, name: str) -> int | None:
         seconds = value
     else:
         text = value.strip()
+        if len(text) > MAX_TIME_CHARS:  # also spares int() a million-digit string
+            raise ToolError(f"{name}: {excerpt(value)} is neither unix seconds nor an ISO 8601 date")
         if text.isascii() and text.isdigit():
             seconds = int(text)
         else:
@@ -153,9 +176,9 @@ def to_unix(value: int | str | None, name: str) -> int | None:
                     parsed = parsed.replace(tzinfo=UTC)
                 seconds = int(parsed.timestamp())
             except (ValueError, OverflowError):
-                raise ToolError(f"{name}: {value!r} is neither unix seconds nor an ISO 8601 date") from None
+                raise ToolError(f"{name}: {excerpt(value)} is neither unix seconds nor an ISO 8601 date") from None
     if not 0 <= seconds <= MAX_UNIX:
-        raise ToolError(f"{name}: {value!r} is out of range (unix seconds 0..{MAX_UNIX}, years 1970..9999)")
+        raise ToolError(f"{name}: {excerpt(value)} is out of range (unix seconds 0..{MAX_UNIX}, years 1970..9999)")
     return seconds
 
 

@@ -38,6 +38,7 @@ from stripe_identity_mcp.toolsets.common import (
     DESTRUCTIVE,
     WRITE,
     WRITE_IDEMPOTENT,
+    check_idempotency_key,
     deps,
     drop_none,
     stripe_proof,
@@ -299,6 +300,7 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
         async with audit(ctx, "create_customer", email, args) as entry:
             refuse_card_numbers(email=email, name=name, phone=phone, description=description, address=address,
                                 metadata=metadata, idempotency_key=idempotency_key)  # fmt: skip
+            check_idempotency_key(idempotency_key)
             check_metadata(metadata)
             check_address(address)
             async with email_lock(app, email):  # pre-flight and create are one step per email in this process

@@ -12,7 +12,7 @@ from stripe_identity_mcp.clients.errors import StripeIdentityError
 from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.models.outputs import CaseVariant, CustomerPage, CustomerSummary, EmailLookup, summarize
 from stripe_identity_mcp.models.stripe import Customer
-from stripe_identity_mcp.search_query import QueryError, clause, validate
+from stripe_identity_mcp.search_query import QueryError, clause, conjunction, validate
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import (
     READ,
@@ -202,8 +202,13 @@ def register(server: MCPServer, settings: Settings) -> None:
             clauses.append(clause("metadata", ":", metadata_value, key=metadata_key))
         if not clauses:
             raise ToolError("give a query or at least one of name_contains / metadata_key+metadata_value")
-        if query and len(clauses) > 1 and " OR " in query:
+        if query and len(clauses) > 1 and conjunction(query) == "OR":
             raise ToolError("a query using OR cannot be combined with other fields (Stripe forbids mixing AND/OR)")
+        if len(clauses) > 1:
+            try:  # the combined query must still be one Stripe accepts (e.g. at most 10 clauses)
+                validate(" AND ".join(clauses))
+            except QueryError as exc:
+                raise ToolError(f"invalid search query (with the other fields added): {exc}") from None
         app = deps(ctx)
         with tool_errors(app):
             result = await app.stripe.search_customers(" AND ".join(clauses), limit=limit, page=page)

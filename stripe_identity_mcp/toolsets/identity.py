@@ -29,6 +29,7 @@ from stripe_identity_mcp.models.identity import (
     summarize_account,
 )
 from stripe_identity_mcp.models.outputs import summarize
+from stripe_identity_mcp.safety import CARD_HELP, excerpt, find_card_numbers
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import READ, deps, tool_error
 from stripe_identity_mcp.toolsets.customers import LIST_EXPAND, case_variants, exact_email_matches
@@ -170,9 +171,26 @@ async def resolve(app: AppDeps, email: str) -> IdentityReport:
     return report
 
 
+MAX_ID_CHARS = 255  # Stripe object ids (and the tools' id arguments) are at most 255 characters
+
+
 def _check_id(kind: str, value: str) -> str:
-    if not value or ".." in value or "/" in value or "%" in value or not ID_SHAPES[kind].fullmatch(value):
-        raise MCPError(code=INVALID_PARAMS, message=f"invalid {kind} id {value[:60]!r}")
+    # Resource URIs are caller text like tool arguments (card_guard covers only tools): a card
+    # number in one is neither sent to Stripe/SCIM nor echoed back.
+    if find_card_numbers(value):
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"invalid {kind} id: it looks like a card number; {CARD_HELP}. Nothing was sent to Stripe.",
+        )
+    if (
+        not value
+        or len(value) > MAX_ID_CHARS
+        or ".." in value
+        or "/" in value
+        or "%" in value
+        or not ID_SHAPES[kind].fullmatch(value)
+    ):
+        raise MCPError(code=INVALID_PARAMS, message=f"invalid {kind} id {excerpt(value)}")
     return value
 
 
