@@ -1,14 +1,13 @@
 """One card-number check for every tool: no string argument holding a card number reaches a tool body.
 
-Applied once in build_server() to every registered tool, so a tool a toolset adds later is covered
-without remembering to call `refuse_card_numbers` (reads included: a card pasted into a search or an
-export filename would otherwise travel to Stripe, into logs and into file names).
+Called by server.AuditedServer.call_tool for every tool call, so a tool a toolset adds later is
+covered without remembering to call `refuse_card_numbers` (reads included: a card pasted into a
+search or an export filename would otherwise travel to Stripe, into logs and into file names).
 
-It wraps each tool's `run`, so it sees the arguments after schema validation (an id field with a
-card in it still gets the schema's "should match pattern" answer, which echoes nothing) and before
-anything else runs: confirmation resolvers (which read the target from Stripe/SCIM by id — a card
-in `member_id` would otherwise be sent to SCIM) and the tool body. A refusal by a write tool is
-appended to the audit log as "refused", like the tools' own refusals.
+It sees the arguments as the client sent them, before anything else runs: schema validation,
+confirmation resolvers (which read the target from Stripe/SCIM by id — a card in `member_id` would
+otherwise be sent to SCIM) and the tool body. A refusal by a write tool is appended to the audit log
+as "refused", like the tools' own refusals.
 """
 
 from __future__ import annotations
@@ -47,31 +46,3 @@ def check_arguments(tool: str, arguments: dict[str, Any], *, audited: bool, cont
                 caller=caller_name(app),
             )
         raise
-
-
-def guard_card_numbers(server: Any) -> None:
-    """Wrap every registered tool's `run` so its arguments are checked for card numbers first."""
-    for tool in server._tool_manager.list_tools():
-        audited = not (tool.annotations is not None and tool.annotations.read_only_hint)
-
-        async def run(
-            arguments: dict[str, Any],
-            context: Any,
-            convert_result: bool = False,
-            __tool: Any = tool,
-            __run: Any = tool.run,
-            __audited: bool = audited,
-        ) -> Any:
-            try:
-                # The validated form: what the tool would get (no Context, no resolver answers).
-                validated = __tool.fn_metadata.validate_arguments(arguments)
-            except Exception:
-                validated = None  # the SDK reports the schema error (echoing no value)
-            if validated is not None:
-                try:
-                    check_arguments(__tool.name, validated, audited=__audited, context=context)
-                except ToolError as exc:  # worded like every other tool error
-                    raise ToolError(f"Error executing tool {__tool.name}: {exc}") from None
-            return await __run(arguments, context, convert_result=convert_result)
-
-        object.__setattr__(tool, "run", run)  # Tool is a pydantic model; `run` is its public entry point

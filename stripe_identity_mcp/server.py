@@ -11,7 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
 
 from stripe_identity_mcp import __version__
-from stripe_identity_mcp.card_guard import guard_card_numbers
+from stripe_identity_mcp.card_guard import check_arguments
 from stripe_identity_mcp.deps import AppDeps, open_deps
 from stripe_identity_mcp.prompts import register_prompts
 from stripe_identity_mcp.safety import audit_log_for, caller_name
@@ -39,9 +39,15 @@ class AuditedServer(MCPServer[AppDeps]):
     *attempt* must still be on record, so a refusal at validation is written here.
     """
 
+    _write_tools: frozenset[str] | None = None
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppDeps, Any] | None = None
     ) -> Any:
+        try:  # no card number reaches validation, a resolver or a tool body (card_guard.py)
+            check_arguments(name, arguments, audited=name in await self._writes(), context=context)
+        except ToolError as exc:
+            raise ToolError(f"Error executing tool {name}: {exc}") from None
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -49,11 +55,19 @@ class AuditedServer(MCPServer[AppDeps]):
                 await self._audit_invalid(name, arguments, context, exc.__cause__)
             raise
 
+    async def _writes(self) -> frozenset[str]:
+        """Names of the tools not annotated read-only (registration is over before the first call)."""
+        if self._write_tools is None:
+            tools = await self.list_tools()
+            self._write_tools = frozenset(
+                t.name for t in tools if t.annotations is None or t.annotations.read_only_hint is not True
+            )
+        return self._write_tools
+
     async def _audit_invalid(
         self, name: str, arguments: dict[str, Any], context: Context[AppDeps, Any], error: ValidationError
     ) -> None:
-        tool = next((t for t in await self.list_tools() if t.name == name), None)
-        if tool is None or tool.annotations is None or tool.annotations.read_only_hint is not False:
+        if name not in await self._writes():
             return
         app = context.request_context.lifespan_context
         fields = sorted({".".join(str(p) for p in e["loc"]) or "arguments" for e in error.errors()})
@@ -101,5 +115,4 @@ def build_server(
     slim_tools(server)
     compact_results(server)
     hide_rejected_values(server)
-    guard_card_numbers(server)  # last: the outermost wrapper, so it runs before the others
     return server

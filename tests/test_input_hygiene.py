@@ -237,11 +237,10 @@ async def test_a_255_character_idempotency_key_is_used(empty_sandbox, tmp_path):
 async def test_a_tool_without_any_card_code_is_covered():
     """The guard needs nothing from the tool: any string, nested or not, is checked before it runs."""
     from mcp import Client
-    from mcp.server.mcpserver import MCPServer
 
-    from stripe_identity_mcp.card_guard import guard_card_numbers
+    from stripe_identity_mcp.server import AuditedServer
 
-    server: MCPServer = MCPServer("guarded")
+    server = AuditedServer("guarded")
     calls: list[Any] = []
 
     @server.tool()
@@ -249,7 +248,6 @@ async def test_a_tool_without_any_card_code_is_covered():
         calls.append((text, tags))
         return "ok"
 
-    guard_card_numbers(server)
     async with Client(server) as client:
         assert (await client.call_tool("note", {"text": "order 1764619200009"})).content[0].text == "ok"
         r = await client.call_tool("note", {"text": "hi", "tags": {"a": ["x", f"pan {CARD}"]}})
