@@ -299,3 +299,17 @@ async def test_argument_validation_failures_of_write_tools_are_audited(sandbox, 
     assert r.is_error and read.is_error
     (line,) = audit_lines(tmp_path)  # the write attempt, and not the read
     assert line["tool"] == tool and line["outcome"].startswith("refused: invalid arguments")
+
+
+# --- 7. honest details -----------------------------------------------------------------------------------
+
+
+async def test_case_variants_are_shown_with_the_same_fields_as_exact_matches(sandbox):
+    async with mcp_client(make_settings(sandbox)) as client:
+        who = await client.call_tool("resolve_identity", {"email": "jane@acme.com"})
+        found = await client.call_tool("find_customers_by_email", {"email": "jane@acme.com"})
+    exact, variant = who.structured_content["customers"]
+    assert (exact["match"], variant["match"]) == ("exact", "case_variant")
+    assert "subscriptions" in variant  # expanded like the exact pass (it was missing)
+    counts = found.structured_content
+    assert (counts["exact_count"], counts["record_count"]) == (1, 2)  # every record of this person counted
