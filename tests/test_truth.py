@@ -313,3 +313,24 @@ async def test_case_variants_are_shown_with_the_same_fields_as_exact_matches(san
     assert "subscriptions" in variant  # expanded like the exact pass (it was missing)
     counts = found.structured_content
     assert (counts["exact_count"], counts["record_count"]) == (1, 2)  # every record of this person counted
+
+
+async def test_create_answered_with_a_redirect_after_committing_is_read_back(empty_sandbox, tmp_path):
+    with FaultProxy(empty_sandbox.base_url) as proxy:
+        proxy.add(Rule("POST", r"/v1/customers$", action="after", status=302, headers=LOGIN))
+        async with mcp_client(via(proxy, empty_sandbox, tmp_path, scim_token=None)) as client:
+            r = await client.call_tool("create_customer", {"email": "made@example.com", "name": "Made"})
+    made = [c for c in empty_sandbox.sandbox.stores["test"].customers.values() if c.get("email") == "made@example.com"]
+    assert len(made) == 1
+    assert not r.is_error, r.content[0].text
+    assert r.structured_content["customer"]["id"] == made[0]["id"]
+    assert "reading it back shows" in r.structured_content["note"]
+
+
+async def test_create_answered_with_a_redirect_without_committing_is_not_success(empty_sandbox, tmp_path):
+    with FaultProxy(empty_sandbox.base_url) as proxy:
+        proxy.add(Rule("POST", r"/v1/customers$", status=302, headers=LOGIN))
+        async with mcp_client(via(proxy, empty_sandbox, tmp_path, scim_token=None)) as client:
+            r = await client.call_tool("create_customer", {"email": "unmade@example.com"})
+    assert not empty_sandbox.sandbox.stores["test"].customers
+    assert r.is_error and "did NOT take effect" in r.content[0].text, r.content[0].text

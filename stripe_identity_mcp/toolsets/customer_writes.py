@@ -45,7 +45,7 @@ from stripe_identity_mcp.toolsets.common import (
     tool_errors,
 )
 from stripe_identity_mcp.toolsets.proof import GONE, prove
-from stripe_identity_mcp.toolsets.customers import lookup_email
+from stripe_identity_mcp.toolsets.customers import exact_email_matches, lookup_email
 from stripe_identity_mcp.untrusted import clean, quoted
 
 MAX_KEYS = 50
@@ -186,8 +186,8 @@ async def create_once(
     before = {label.split()[0] for label in existing}
 
     async def read_back() -> Customer | str:  # an answer that proves nothing: is there a new customer now?
-        found = await lookup_email(stripe, email, app.mode_label, include_case_variants=False)
-        new = [c for c in found.customers if c.id not in before]
+        found, _ = await exact_email_matches(stripe, email, [])
+        new = [c for c in found if c.id not in before]
         return new[0] if new else GONE
 
     try:
