@@ -37,13 +37,7 @@ def make_stripe(settings: Settings, http: LazyHttpClient) -> StripeClient:
         bucket=TokenBucket(rate),
         write_bucket=TokenBucket(rate),
         stripe_account=settings.stripe_account,
-        policy=retry_policy(settings),
-    )
-
-
-def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        max_retries=settings.max_retries, deadline_s=settings.retry_deadline_s, attempt_timeout_s=settings.timeout_s
+        policy=RetryPolicy.from_settings(settings),
     )
 
 

@@ -141,6 +141,13 @@ class Settings(BaseSettings):
         30.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_RETRY_DEADLINE", "retry_deadline_s")
     )
     timeout_s: float = Field(20.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_TIMEOUT", "timeout_s"))
+    # Back-off between retries: base × 2^(attempt-1), capped, with jitter (stripe-python's 0.5 s → 5 s).
+    retry_backoff_s: float = Field(
+        0.5, ge=0, le=60, validation_alias=_env("STRIPE_IDENTITY_MCP_RETRY_BACKOFF", "retry_backoff_s")
+    )
+    retry_backoff_cap_s: float = Field(
+        5.0, ge=0, le=300, validation_alias=_env("STRIPE_IDENTITY_MCP_RETRY_BACKOFF_CAP", "retry_backoff_cap_s")
+    )
 
     # HTTP transport (chat-ops)
     tokens_file: Path | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_TOKENS_FILE", "tokens_file"))

@@ -65,6 +65,9 @@ def make_settings(sb: Any, **overrides: Any) -> Settings:
         "live_rate": 1000.0,
         "max_retries": 3,
         "retry_deadline_s": 20.0,
+        # The fast retry policy: same attempts and deadline, no real back-off to sleep through.
+        "retry_backoff_s": 0.01,
+        "retry_backoff_cap_s": 0.05,
         "sandbox": True,
         "audit_log": SCRATCH / "audit.jsonl",
         "export_dir": SCRATCH / "exports",

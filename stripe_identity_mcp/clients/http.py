@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # httpx and tenacity load on the first request, not at server
     import httpx
     from tenacity import RetryCallState
 
+    from stripe_identity_mcp.settings import Settings
+
 log = logging.getLogger("stripe_identity_mcp.http")
 
 BACKOFF_BASE_S = 0.5
@@ -56,6 +58,17 @@ class RetryPolicy:
     backoff_cap_s: float = BACKOFF_CAP_S
     max_server_wait_s: float = 10.0
     jitter: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """The one policy of both clients (tests pass a fast back-off through settings)."""
+        return cls(
+            max_retries=settings.max_retries,
+            deadline_s=settings.retry_deadline_s,
+            attempt_timeout_s=settings.timeout_s,
+            backoff_base_s=settings.retry_backoff_s,
+            backoff_cap_s=settings.retry_backoff_cap_s,
+        )
 
     def backoff(self, attempt: int) -> float:
         wait = min(self.backoff_cap_s, self.backoff_base_s * (2 ** max(0, attempt - 1)))

@@ -82,11 +82,7 @@ class ScimClient(HttpApi):
             http,
             token=token,
             base_url=settings.scim_base,
-            policy=RetryPolicy(
-                max_retries=settings.max_retries,
-                deadline_s=settings.retry_deadline_s,
-                attempt_timeout_s=settings.timeout_s,
-            ),
+            policy=RetryPolicy.from_settings(settings),
         )
 
     async def call(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None) -> Any:
