@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test demo install bench clean
+.PHONY: serve test demo install bench clean toolsnaps
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (first run only)..." >&2
@@ -28,6 +28,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@$(BIN)/python -m pytest -q
+
+# Regenerate the per-tool schema snapshots in tests/toolsnaps/ after an intended change; review the diff.
+toolsnaps: $(STAMP)
+	@UPDATE_TOOLSNAPS=1 $(BIN)/python -m pytest -q tests/test_toolsnaps.py
 
 bench: $(STAMP)
 	@$(BIN)/python benchmarks/export_bench.py
