@@ -80,15 +80,17 @@ async def connect(base_url: str, scim_base: str, in_process: bool, errlog: Any) 
     from mcp import Client
 
     if in_process:
+        from pydantic import SecretStr
+
         from stripe_identity_mcp.server import build_server
         from stripe_identity_mcp.settings import Settings
 
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None,
-            api_key=SANDBOX_KEY,
+            api_key=SecretStr(SANDBOX_KEY),
             api_base=base_url,
             scim_base=scim_base,
-            scim_token=SCIM_TOKEN,
+            scim_token=SecretStr(SCIM_TOKEN),
             sandbox=True,
             allow_writes=True,
         )

@@ -285,6 +285,11 @@ ConfirmArg = Annotated[
 Preview = Callable[[Context, str], Awaitable[str]]
 
 
+def deps_of(ctx: Context) -> Any:
+    """The server's AppDeps (typed Any here: safety sits below the toolsets that define its use)."""
+    return ctx.request_context.lifespan_context
+
+
 def can_elicit(ctx: Context) -> bool:
     caps = ctx.client_capabilities
     elicitation = caps.elicitation if caps is not None else None
@@ -334,7 +339,7 @@ def confirm_resolver(
             return Refusal(f"{label} needs confirmation: {how_to_confirm(target, action)}")
         if confirm != target:
             return Refusal(f"confirm does not match: it must be exactly '{target}'; {how_to_confirm(target, action)}")
-        settings = ctx.request_context.lifespan_context.settings
+        settings = deps_of(ctx).settings
         if settings.confirm != "elicit" or not can_elicit(ctx):
             return Confirmation(confirm=True)
         if preview is None:
@@ -510,7 +515,7 @@ async def audit(ctx: Context, tool: str, target: str | None, args: dict[str, Any
     """
     from stripe_identity_mcp.toolsets.common import tool_error
 
-    app = ctx.request_context.lifespan_context
+    app = deps_of(ctx)
     log = audit_log_for(app)
     entry = AuditEntry(target=target, client=app.stripe)
     clients = [c for c in (app.stripe, getattr(app, "scim", None)) if c is not None]

@@ -28,11 +28,13 @@ from stripe_identity_mcp.clients.errors import (
     redact,
 )
 
-M = TypeVar("M")
+M = TypeVar("M", bound="BaseModel")
 
 if TYPE_CHECKING:  # httpx and tenacity load on the first request, not at server start-up
     import httpx
     from tenacity import RetryCallState
+
+    from pydantic import BaseModel
 
     from stripe_identity_mcp.settings import Settings
 

@@ -69,7 +69,7 @@ def serve_in_thread(config: SandboxConfig | None = None, host: str = "127.0.0.1"
     sock.setblocking(False)
     real_port = sock.getsockname()[1]
     server = uvicorn.Server(_uvicorn_config(app, host, real_port))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # older uvicorn
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign,attr-defined]  # older uvicorn
     errors: list[BaseException] = []
 
     def run() -> None:

@@ -166,7 +166,7 @@ def seed_customers(store: ModeStore, rng: random.Random, n: int, *, fixed: bool)
                 dom = free[int(rnd() * nfr)]
                 email = f"{fn.lower()}.{ln.lower()}{int(rnd() * 9000) + 10}@{dom}"
             emails.append(email)
-        rec = {
+        rec: dict[str, Any] = {
             "id": cid,
             "created": created,
             "seq": i + 1,

@@ -360,7 +360,7 @@ class ModeStore:
     # ------------------------------------------------------------------ payment methods / subs
     def new_pm(self, card_key: str, customer: str | None, created: int, rng: random.Random | None = None) -> dict[str, Any]:
         r = rng or random
-        pm = {
+        pm: dict[str, Any] = {
             "id": rand_id("pm_", 24, rng),
             "card": CARD_TABLE[card_key],
             "exp_month": r.randint(1, 12),
@@ -376,7 +376,7 @@ class ModeStore:
         return pm
 
     def new_sub(self, customer: str, price: str, created: int, rng: random.Random | None = None, sub_id: str | None = None) -> dict[str, Any]:
-        sub = {
+        sub: dict[str, Any] = {
             "id": sub_id or rand_id("sub_", 24, rng),
             "item_id": rand_id("si_", 14, rng),
             "customer": customer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -57,7 +57,7 @@ _PERMISSIONS = {
 
 
 def deps(ctx: Context) -> AppDeps:
-    return ctx.request_context.lifespan_context  # type: ignore[no-any-return]
+    return cast(AppDeps, ctx.request_context.lifespan_context)
 
 
 def iso(ts: int | None) -> str | None:

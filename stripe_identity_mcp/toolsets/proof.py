@@ -121,7 +121,7 @@ async def prove(
         note = f"{why}; reading it back shows {describe(state)}"
         if lost:
             note = "the first answer was lost; " + note
-        return Proven(answer=None, state=state, lost_answer=lost, failure=failure and type(failure).__name__, notes=[note])
+        return Proven(answer=None, state=state, lost_answer=lost, failure=type(failure).__name__ if failure is not None else None, notes=[note])
     raise OutcomeError(
         f"'{action}' did NOT take effect: {why}; reading it back shows {describe(state)}. Check: {check}.",
         outcome=f"error: not done ({describe(state)})",
