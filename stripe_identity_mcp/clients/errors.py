@@ -95,7 +95,8 @@ class LocalRateLimitError(StripeIdentityError):
 
 
 class ApiStatusError(StripeIdentityError):
-    """The API answered with an error status."""
+    """The API answered with an error status. Keeps what stripe-python's errors keep: status, Stripe's
+    type/code/param, the request id, and the request (method, path) and response headers."""
 
     status: int = 0
 
@@ -111,6 +112,9 @@ class ApiStatusError(StripeIdentityError):
         hint: str | None = None,
         retries: int = 0,
         body: dict[str, Any] | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
@@ -120,10 +124,23 @@ class ApiStatusError(StripeIdentityError):
         self.request_id = request_id
         self.retries = retries
         self.body = body or {}
+        self.method = method
+        self.path = path
+        self.headers = headers or {}
 
 
 class BadRequestError(ApiStatusError):
     status = 400
+
+
+class CardError(BadRequestError):
+    """Stripe `type: card_error` (402): the card was declined or is invalid; `decline_code` in body."""
+
+    status = 402
+
+
+class IdempotencyError(BadRequestError):
+    """Stripe `type: idempotency_error`: the key was used with other parameters (or is in use)."""
 
 
 class AuthenticationError(ApiStatusError):
@@ -146,6 +163,10 @@ class RateLimitError(ApiStatusError):
     status = 429
 
 
+class LockTimeoutError(RateLimitError):
+    """Stripe's 429 `code: lock_timeout`: another request holds the object's lock; retry, not a limiter."""
+
+
 class ServerError(ApiStatusError):
     status = 500
 
@@ -153,34 +174,57 @@ class ServerError(ApiStatusError):
 _BY_STATUS: dict[int, type[ApiStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
-    402: BadRequestError,
+    402: CardError,
     403: PermissionDeniedError,
     404: NotFoundError,
     409: ConflictError,
     429: RateLimitError,
 }
+# Stripe's error `type` / `code` say more than the status (stripe-python maps by them too).
+_BY_CODE: dict[str, type[ApiStatusError]] = {"lock_timeout": LockTimeoutError, "rate_limit": RateLimitError}
+_BY_TYPE: dict[str, type[ApiStatusError]] = {"card_error": CardError, "idempotency_error": IdempotencyError}
 
 
-def error_class(status: int) -> type[ApiStatusError]:
+def error_class(status: int, type: str | None = None, code: str | None = None) -> type[ApiStatusError]:
+    """The typed error for an answer: by Stripe's `code`, then its `type`, then the HTTP status."""
+    if code in _BY_CODE:
+        return _BY_CODE[code]
+    if type in _BY_TYPE:
+        return _BY_TYPE[type]
+    if code == "resource_missing" and status == 404:
+        return NotFoundError
     if status >= 500:
         return ServerError
     return _BY_STATUS.get(status, ApiStatusError)
 
 
-def parse_error_body(status: int, body: Any, request_id: str | None, secrets: list[str]) -> ApiStatusError:
+def parse_error_body(
+    status: int,
+    body: Any,
+    request_id: str | None,
+    secrets: list[str],
+    *,
+    method: str | None = None,
+    path: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> ApiStatusError:
     """Build the typed error from a Stripe `{"error": {...}}` or SCIM `{status, scimType, detail}` body."""
-    cls = error_class(status)
+    where = {"method": method, "path": path, "headers": headers}
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
-        return cls(
+        kind = err.get("type") if isinstance(err.get("type"), str) else None
+        code = err.get("code") if isinstance(err.get("code"), str) else None
+        return error_class(status, kind, code)(
             redact(str(err.get("message") or f"HTTP {status}"), secrets),
             status=status,
-            type=err.get("type"),
-            code=err.get("code"),
+            type=kind,
+            code=code,
             param=err.get("param"),
             request_id=request_id,
             body={k: v for k, v in err.items() if k in ("type", "code", "param", "decline_code", "doc_url")},
+            **where,
         )
+    cls = error_class(status)
     if isinstance(body, dict) and ("scimType" in body or "detail" in body or "schemas" in body):
         return cls(
             redact(str(body.get("detail") or f"SCIM HTTP {status}"), secrets),
@@ -188,5 +232,6 @@ def parse_error_body(status: int, body: Any, request_id: str | None, secrets: li
             type="scim_error",
             code=body.get("scimType"),
             request_id=request_id,
+            **where,
         )
-    return cls(f"HTTP {status} with an unexpected body", status=status, request_id=request_id)
+    return cls(f"HTTP {status} with an unexpected body", status=status, request_id=request_id, **where)

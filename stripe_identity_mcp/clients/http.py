@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # httpx and tenacity load on the first request, not at server
 
 log = logging.getLogger("stripe_identity_mcp.http")
 
+_KEPT_HEADERS = {"request-id", "retry-after", "stripe-should-retry", "stripe-rate-limited-reason", "idempotent-replayed"}
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 5.0
 
@@ -336,8 +337,16 @@ class HttpApi:
         return isinstance(error, dict) and error.get("code") == "lock_timeout"
 
     def _error_from(self, response: httpx.Response) -> ApiStatusError:
+        # Only the headers a human or a retry decision needs (never Set-Cookie and the like).
+        kept = {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
         return parse_error_body(
-            response.status_code, self._decode(response), response.headers.get("request-id"), self.secrets
+            response.status_code,
+            self._decode(response),
+            response.headers.get("request-id"),
+            self.secrets,
+            method=response.request.method,
+            path=self._path(str(response.request.url)).split("?", 1)[0],
+            headers=kept,
         )
 
     @property
