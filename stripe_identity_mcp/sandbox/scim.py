@@ -25,7 +25,8 @@ What it reproduces from Stripe's SCIM guide
 * A newly provisioned member has no permissions until their first SSO sign-in (``active`` defaults
   to ``true`` on POST; that only means "may sign in").
 * Groups: ``/Groups`` (see ``scim_groups.py``: group names cannot be updated, displayName unique,
-  members are Users). Users carry a read-only ``groups`` attribute computed from the groups, and a
+  members are Users). Users carry a read-only ``groups`` attribute computed from the groups (always
+  present, ``[]`` for none — an emulator choice: Stripe does not document it), and a
   deleted (or, by default, deactivated) user leaves every group. ``bulk``, ``sort`` and
   ``changePassword`` are ``false`` in ``/ServiceProviderConfig``.
 
@@ -811,9 +812,9 @@ class ScimSandbox:
     def _render(self, user: dict[str, Any], request: Request) -> dict[str, Any]:
         out = copy.deepcopy(user)
         base = self._base(request)
-        groups = self.groups_api.groups_of(user["id"], base)
-        if groups:
-            out["groups"] = groups  # computed: membership lives in the groups
+        # Computed (membership lives in the groups) and always present, [] for none: RFC 7643 §2.5 makes an
+        # omitted attribute "unassigned", which a client cannot tell from "not reported".
+        out["groups"] = self.groups_api.groups_of(user["id"], base)
         out["meta"]["location"] = f"{base}/Users/{user['id']}"
         return out
 

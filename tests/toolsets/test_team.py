@@ -122,8 +122,9 @@ async def test_compact_member_fields_and_email_filter(sandbox):
     assert not r.is_error, r.content[0].text
     assert r.structured_content["total"] == 1
     (jane,) = r.structured_content["members"]
-    assert set(jane) == {"id", "email", "display_name", "active", "created"}
+    assert set(jane) == {"id", "email", "display_name", "active", "created", "groups"}  # groups: issue 15
     assert jane == {**jane, "id": JANE, "email": "jane@acme.com", "display_name": "Jane Doe", "active": False}
+    assert [g["name"] for g in jane["groups"]] == ["Support", "Admins"]
     assert jane["created"].endswith("Z")
 
 
@@ -240,7 +241,9 @@ async def test_role_is_refused_with_the_saml_explanation(sandbox, tmp_path):
     async with mcp_client(writes(sandbox, tmp_path)) as client:
         r = await client.call_tool("provision_team_member", {"email": "admin-wannabe@example.com", "role": "admin"})
     text = r.content[0].text
-    assert r.is_error and "SAML attribute statements" in text and "never SCIM" in text
+    # Issue 15: roles are no longer "never SCIM" (a synced group may be mapped to roles in the Dashboard).
+    assert r.is_error and "SAML attribute statements" in text and "cannot be set as a SCIM attribute" in text
+    assert "mapping of a SCIM-synced group to roles" in text and "not visible over SCIM" in text
     assert "no permissions until their first SSO sign-in" in text and "Nothing was provisioned" in text
     assert sandbox.sandbox.scim.by_email("admin-wannabe@example.com") is None
     (line,) = audit_lines(tmp_path)
