@@ -99,8 +99,8 @@ ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 SCIM_MEDIA_TYPE = "application/scim+json"
 MAX_RESULTS = 100
 ROLES_DETAIL = (
-    "Roles cannot be managed through SCIM: Stripe assigns Dashboard roles from SAML attribute "
-    "statements at sign-in"
+    "Roles cannot be set as a SCIM attribute: Stripe assigns Dashboard roles from SAML attribute "
+    "statements at sign-in, or from the Dashboard's mapping of a synced group to roles"
 )
 EMAIL_DETAIL = "Email updates are not supported; deprovision and re-provision the user"
 
@@ -220,7 +220,8 @@ USER_SCHEMA_DOC: dict[str, Any] = {
     "id": USER_SCHEMA,
     "name": "User",
     "description": "Stripe Dashboard team member. Only id, userName, displayName, active and meta "
-    "are handled; name and emails are stored and echoed only. Roles are managed via SAML.",
+    "are handled; name and emails are stored and echoed only. Roles come from SAML or a Dashboard "
+    "group-to-role mapping, not from SCIM attributes.",
     "attributes": [
         _attr(
             "userName",

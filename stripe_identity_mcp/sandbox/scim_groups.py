@@ -44,6 +44,7 @@ from starlette.responses import Response
 from .scim import (
     LIST_SCHEMA,
     PATCH_SCHEMA,
+    ROLES_DETAIL,
     ScimError,
     _attr,
     _now,
@@ -256,7 +257,7 @@ class GroupsApi:
     def _build(self, body: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
         fields = {_strip_group_urn(str(k)).lower(): v for k, v in body.items()}
         if "roles" in fields:
-            raise ScimError(400, "Roles cannot be set over SCIM: map a group to roles in the Dashboard", "invalidValue")
+            raise ScimError(400, ROLES_DETAIL, "invalidValue")
         name = fields.get("displayname")
         if not isinstance(name, str) or not name.strip():
             if base is None:
@@ -460,7 +461,7 @@ class GroupsApi:
         if top in ("id", "meta", "schemas"):
             raise ScimError(400, f"'{top}' is read-only", "mutability")
         if top == "roles":
-            raise ScimError(400, "Roles cannot be set over SCIM: map a group to roles in the Dashboard", "invalidValue")
+            raise ScimError(400, ROLES_DETAIL, "invalidValue")
         raise ScimError(400, f"Unknown group attribute '{top}'", "invalidPath")
 
     @staticmethod
