@@ -1,8 +1,8 @@
 """SCIM 2.0 resources as Stripe handles them, and the team toolset's compact outputs.
 
 Decision: hand-written pydantic models, not `scim2-models`. Stripe's SCIM handles only `id`,
-`userName`, `displayName`, `active` and `meta` (plus `name`/`emails` it accepts on create), so four
-small tolerant models cover it exactly. `scim2-models` is well kept and stricter, but it would be a
+`userName`, `displayName`, `active` and `meta` on users (plus `name`/`emails` it accepts on create) and
+`id`, `displayName`, `members` on groups, so a few small tolerant models cover it exactly. `scim2-models` is well kept and stricter, but it would be a
 new runtime dependency (and `lark` with it) against the "few dependencies" rule, its full RFC 7643
 User (addresses, x509 certificates, enterprise extension, …) is dead weight for five attributes, and
 its strict validation would turn a provider's harmless deviation into a failed offboarding. It stays

@@ -89,6 +89,7 @@ GROUP_NOTES = {
     "If the IdP still assigns the group, its next sync adds the member back.",
 }
 RENAME_RULE = "group names cannot be updated: re-provision the group under the new name in your IdP"
+GROUPS_NOTE = f"{ROLES_TRUTH} Stripe's rule: {RENAME_RULE}."
 GONE_NOTE = "The member no longer exists: Dashboard access is revoked."
 INACTIVE_NOTE = "The member is inactive: Dashboard access is revoked."
 REMOVAL_FACTS = {
@@ -491,7 +492,7 @@ def register(server: MCPServer, settings: Settings) -> None:
             total=page.totalResults,
             start_index=first,
             next_start_index=following if groups and following <= page.totalResults else None,
-            note=ROLES_TRUTH,
+            note=GROUPS_NOTE,
         )
 
     if settings.writes_enabled:
