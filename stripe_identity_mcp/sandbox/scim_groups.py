@@ -36,13 +36,15 @@ from __future__ import annotations
 
 import copy
 import uuid
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .scim import (
     LIST_SCHEMA,
+    MAX_RESULTS,
     PATCH_SCHEMA,
     ROLES_DETAIL,
     ScimError,
@@ -58,7 +60,7 @@ from .scim import (
 if TYPE_CHECKING:
     from .scim import ScimSandbox
 
-__all__ = ["GROUP_SCHEMA", "GROUP_SCHEMA_DOC", "GroupsApi", "SEED_GROUPS", "group_id_for"]
+__all__ = ["GROUP_SCHEMA", "GROUP_SCHEMA_DOC", "SEED_GROUPS", "GroupsApi", "group_id_for"]
 
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 RENAME_DETAIL = "Group names cannot be updated; re-provision the group under the new name"
@@ -318,8 +320,6 @@ class GroupsApi:
             except (TypeError, ValueError) as exc:
                 raise ScimError(400, f"'{name}' must be an integer", "invalidValue") from exc
 
-        from .scim import MAX_RESULTS
-
         start = max(as_int("startIndex", 1), 1)
         count = min(max(as_int("count", MAX_RESULTS), 0), MAX_RESULTS)
         groups = self._sorted()
@@ -345,8 +345,9 @@ class GroupsApi:
         params = {k: body.get(k) for k in ("filter", "startIndex", "count", "attributes", "excludedAttributes")}
         params = {k: v for k, v in params.items() if v is not None}
         for key in ("attributes", "excludedAttributes"):
-            if isinstance(params.get(key), list):
-                params[key] = ",".join(str(v) for v in params[key])
+            value = params.get(key)
+            if isinstance(value, list):
+                params[key] = ",".join(str(v) for v in value)
         return self._list(request, params)
 
     # ----------------------------------------------------------------- write

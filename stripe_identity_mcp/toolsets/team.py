@@ -627,10 +627,14 @@ def register_writes(server: MCPServer) -> None:
             group = await find_group(scim, group_id, group_name)
             entry.target = f"{group.id}/{user.id}"
             entry.on_error = lambda exc: scim_error(exc, app, user.id, group=group.id)
+            was_member = group.has_member(user.id)
             proof = await prove_membership(app, scim, group, user, action)
             entry.outcome = proof.audit_outcome
         after = proof.answer if isinstance(proof.answer, ScimGroup) else proof.state
         assert isinstance(after, ScimGroup)
+        warnings = list(proof.notes)
+        if was_member == (action == "added"):  # the group already was as asked when we read it
+            warnings.append(f"the member was {'already' if was_member else 'not'} in the group before this call")
         return TeamGroupChange(
             action=action,
             group=group_of(after),
@@ -638,7 +642,7 @@ def register_writes(server: MCPServer) -> None:
             email=user.userName,
             note=GROUP_NOTES[action].format(verified=GROUP_VERIFIED),
             api_keys_warning=GROUP_API_KEYS_WARNING,
-            warnings=proof.notes,
+            warnings=warnings,
         )
 
     @server.tool(annotations=WRITE_IDEMPOTENT)

@@ -18,8 +18,11 @@ from tests.conftest import SCIM_TOKEN, elicitation, make_settings, mcp_client, r
 
 pytestmark = pytest.mark.anyio
 
-READ_TOOLS = {"list_team_members", "get_team_member"}
-WRITE_TOOLS = {"provision_team_member", "deactivate_team_member", "delete_team_member"}
+READ_TOOLS = {"list_team_members", "get_team_member", "list_team_groups"}
+WRITE_TOOLS = {
+    "provision_team_member", "deactivate_team_member", "delete_team_member",
+    "add_team_member_to_group", "remove_team_member_from_group",
+}  # fmt: skip
 ANSWERS = [None, "accept", "decline", "cancel"]  # None: the client cannot elicit
 CONFIRMS = ["absent", "wrong", "right_email", "right_id"]
 API_KEYS = "does NOT revoke API keys"
@@ -70,7 +73,7 @@ async def test_team_tools_listed_with_honest_annotations(sandbox, tmp_path, prot
         assert (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint) == (True, False, True, True)
     provision = tools["provision_team_member"].annotations
     assert (provision.read_only_hint, provision.destructive_hint, provision.idempotent_hint) == (False, False, False)
-    for name in ("deactivate_team_member", "delete_team_member"):
+    for name in ("deactivate_team_member", "delete_team_member", "remove_team_member_from_group"):
         a = tools[name].annotations
         assert (a.read_only_hint, a.destructive_hint) == (False, True), name
         assert "confirm" in tools[name].input_schema["properties"]

@@ -140,6 +140,8 @@ async def test_add_then_confirmed_remove_changes_the_sandbox_group(sandbox, tmp_
     assert out["group"] == {"id": ADMINS, "name": "Admins", "member_count": 3}
     assert "verified" in out["note"] and ROLES in out["note"] and KEYS in out["api_keys_warning"]
     assert not again.is_error and again.structured_content["group"]["member_count"] == 3  # idempotent
+    assert "the member was already in the group before this call" in again.structured_content["warnings"]
+    assert "warnings" not in added.structured_content or not added.structured_content["warnings"]
     out = removed.structured_content
     assert not removed.is_error and out["action"] == "removed" and out["group"]["member_count"] == 2
     assert "no longer in the group" in out["note"] and "Developers → API keys" in out["api_keys_warning"]
