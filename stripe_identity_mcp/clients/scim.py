@@ -168,16 +168,18 @@ class ScimClient(HttpApi):
         try:
             page = await self.list_groups(filter=f"members eq {filter_value(user.id)}")
             found = [g for g in page.Resources if g.has_member(user.id)]
-            return [ScimGroupRef(value=g.id, display=g.displayName) for g in found], page.totalResults <= len(page.Resources)
+            complete = page.totalResults <= len(page.Resources) and all(g.members_known for g in page.Resources)
+            return [ScimGroupRef(value=g.id, display=g.displayName) for g in found], complete
         except BadRequestError:
             pass  # filter on members not supported: scan
-        found, index = [], 1
+        found, index, known = [], 1, True
         for _ in range(GROUP_SCAN_PAGES):
             scan = await self.list_groups(start_index=index)
             found += [g for g in scan.Resources if g.has_member(user.id)]
+            known = known and all(g.members_known for g in scan.Resources)
             index += len(scan.Resources)
             if not scan.Resources or index > scan.totalResults:
-                return [ScimGroupRef(value=g.id, display=g.displayName) for g in found], True
+                return [ScimGroupRef(value=g.id, display=g.displayName) for g in found], known
         return [ScimGroupRef(value=g.id, display=g.displayName) for g in found], False
 
     async def add_group_member(self, group_id: str, user_id: str) -> ScimGroup | None:

@@ -96,11 +96,17 @@ class ScimGroupMember(_Scim):
 class ScimGroup(_Scim):
     id: str
     displayName: str  # required: `{}` answered with 200 is not a group
-    members: list[ScimGroupMember] = []
+    # None: the provider left `members` out (some do on lists) — unknown, not "empty".
+    members: list[ScimGroupMember] | None = None
     meta: ScimMeta | None = None
 
+    @property
+    def members_known(self) -> bool:
+        return self.members is not None
+
     def has_member(self, user_id: str) -> bool:
-        return any(m.value == user_id for m in self.members)
+        """Whether the group lists this user (False when members were not reported: check members_known)."""
+        return any(m.value == user_id for m in self.members or [])
 
 
 class ScimGroupListResponse(_Scim):
@@ -162,7 +168,7 @@ class TeamGroup(Compact):
 
     id: str
     name: str
-    member_count: int
+    member_count: int | None = Field(None, description="absent when Stripe did not report the members")
 
 
 class TeamGroupPage(Compact):
@@ -189,7 +195,8 @@ def group_refs(refs: list[ScimGroupRef] | None) -> list[TeamGroupRef] | None:
 
 
 def group_of(group: ScimGroup) -> TeamGroup:
-    return TeamGroup(id=group.id, name=group.displayName, member_count=len(group.members))
+    count = len(group.members) if group.members is not None else None
+    return TeamGroup(id=group.id, name=group.displayName, member_count=count)
 
 
 def member_of(user: ScimUser) -> TeamMember:

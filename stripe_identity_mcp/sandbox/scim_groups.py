@@ -26,7 +26,8 @@ an absent member leaves the group as asked), and Entra's ``remove`` of ``members
 removes those. Path-less ``add``/``replace`` with ``{"members": [...]}`` work too. ``op`` is
 case-insensitive. A PATCH answers 200 with the group.
 
-Emulator choices: ``members.display`` is stored as the client sent it (identity providers send the
+Emulator choices: ``members`` is always rendered (``[]`` for none, unless excluded) so a client can
+tell "no members" from "not reported"; ``members.display`` is stored as the client sent it (identity providers send the
 person's name) or, when absent, taken from the user's ``displayName`` at that time. Listing, paging,
 ``attributes``/``excludedAttributes`` and ETags behave as for Users. Filters: ``displayName``,
 ``id``, ``externalId``, ``members``/``members.value`` and ``meta.*``.
@@ -205,7 +206,9 @@ class GroupsApi:
     def _render(self, group: dict[str, Any], request: Request) -> dict[str, Any]:
         base = self.sb._base(request)
         out = copy.deepcopy(group)
-        for m in out.get("members") or []:
+        # Always present ([] for none), like users' `groups`: an omitted attribute could mean "not reported".
+        out["members"] = out.get("members") or []
+        for m in out["members"]:
             m["$ref"] = f"{base}/Users/{m['value']}"
         out["meta"]["location"] = f"{base}/Groups/{group['id']}"
         return out

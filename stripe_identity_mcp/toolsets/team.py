@@ -26,6 +26,7 @@ from stripe_identity_mcp.clients.errors import (
     ConflictError,
     NotFoundError,
     StripeIdentityError,
+    UnexpectedResponseError,
     redact,
 )
 from stripe_identity_mcp.clients.scim import ScimClient, filter_value
@@ -201,7 +202,7 @@ async def with_groups(app: AppDeps, user: ScimUser) -> tuple[ScimUser, list[str]
     except StripeIdentityError as exc:
         return user, [f"groups could not be read ({scim_error(exc, app)}); membership unknown"]
     user = user.model_copy(update={"groups": refs})
-    return user, [] if complete else ["groups: only the first 1 000 groups were scanned for this member"]
+    return user, [] if complete else ["groups may be incomplete: not every group was read with its members"]
 
 
 def _unreported_groups(users: list[ScimUser]) -> list[str]:
@@ -301,9 +302,12 @@ async def prove_membership(
 
     async def read_back() -> ScimGroup | str:
         try:
-            return await scim.get_group(group.id)
+            state = await scim.get_group(group.id)
         except NotFoundError:
             return GONE
+        if not state.members_known:  # neither "in" nor "not in" can be read from it: the outcome is unknown
+            raise UnexpectedResponseError(f"Stripe SCIM answered group {group.id} without its members")
+        return state
 
     def settled(state: ScimGroup | str) -> bool:
         return isinstance(state, ScimGroup) and state.has_member(user.id) == want
@@ -316,7 +320,10 @@ async def prove_membership(
     verb = "add" if want else "remove"
     return await prove(
         write,
-        proves=lambda answer: isinstance(answer, ScimGroup) and answer.id == group.id and answer.has_member(user.id) == want,
+        proves=lambda answer: isinstance(answer, ScimGroup)
+        and answer.id == group.id
+        and answer.members_known
+        and answer.has_member(user.id) == want,
         read_back=read_back,
         settled=settled,
         describe=describe,
@@ -359,7 +366,7 @@ async def confirm_group_removal(
     if app.settings.confirm != "elicit" or not can_elicit(ctx):
         return Confirmation(confirm=True)
     # Trusted facts first (ids, email, mode, membership, consequences); names an IdP sets, last and quoted.
-    where = "in the group" if group.has_member(user.id) else "not in the group now"
+    where = "membership not shown" if not group.members_known else "in the group" if group.has_member(user.id) else "not in the group now"
     names = [q for q in (quoted("Group name", group.displayName), quoted("Display name", user.displayName)) if q]
     question = (
         f"Remove Dashboard team member id {user.id}, email {clean(user.userName, 254)} ({where}), from SCIM group "
@@ -493,6 +500,9 @@ def register(server: MCPServer, settings: Settings) -> None:
             start_index=first,
             next_start_index=following if groups and following <= page.totalResults else None,
             note=GROUPS_NOTE,
+            warnings=["Stripe did not report the members of some groups (no member_count)"]
+            if any(not g.members_known for g in groups)
+            else [],
         )
 
     if settings.writes_enabled:
@@ -633,7 +643,7 @@ def register_writes(server: MCPServer) -> None:
         after = proof.answer if isinstance(proof.answer, ScimGroup) else proof.state
         assert isinstance(after, ScimGroup)
         warnings = list(proof.notes)
-        if was_member == (action == "added"):  # the group already was as asked when we read it
+        if group.members_known and was_member == (action == "added"):  # already as asked when we read it
             warnings.append(f"the member was {'already' if was_member else 'not'} in the group before this call")
         return TeamGroupChange(
             action=action,

@@ -285,3 +285,30 @@ async def test_offboarding_answer_lists_the_groups_the_member_was_in(sandbox_fac
         assert out["groups_before"] == [{"id": DEVELOPERS, "name": "Developers"}, {"id": ADMINS, "name": "Admins"}]
         assert "groups_before" in out["note"]
         assert PRIYA not in group_members(sb, DEVELOPERS) and PRIYA not in group_members(sb, ADMINS)
+
+
+# --- a group answered without its members ------------------------------------------------------------
+
+
+async def test_group_without_members_is_unknown_not_empty(sandbox, tmp_path):
+    """Some SCIM servers leave `members` out: that is "not reported", never "no members" or "not in it"."""
+    with scim_http(sandbox) as c:
+        bare = {k: v for k, v in c.get(f"/Groups/{ADMINS}").json().items() if k != "members"}
+        listed = c.get("/Groups").json()
+    listed["Resources"] = [{k: v for k, v in g.items() if k != "members"} for g in listed["Resources"]]
+    scim_json = {"Content-Type": "application/scim+json"}
+    with FaultProxy(sandbox.base_url) as proxy:
+        proxy.add(
+            Rule("GET", r"/scim/v2/Groups$", headers=scim_json, body=json.dumps(listed), count=1),
+            Rule("GET", rf"/scim/v2/Groups/{ADMINS}$", headers=scim_json, body=json.dumps(bare), count=10),
+            Rule("PATCH", rf"/scim/v2/Groups/{ADMINS}$", action="after", status=302, headers=LOGIN),
+        )
+        async with mcp_client(via(proxy, sandbox, tmp_path)) as client:
+            page = (await client.call_tool("list_team_groups", {})).structured_content
+            r = await client.call_tool("remove_team_member_from_group", {"group_id": ADMINS, "member_id": PRIYA, "confirm": PRIYA})
+    assert all("member_count" not in g for g in page["groups"]) and page["warnings"]
+    text = r.content[0].text
+    assert PRIYA not in group_members(sandbox, ADMINS)  # the PATCH did commit behind the 302
+    assert r.is_error and "UNKNOWN" in text and "did NOT take effect" not in text, text
+    assert "without its members" in text
+    assert audit_lines(tmp_path)[-1]["outcome"].startswith("unknown")
