@@ -62,6 +62,9 @@ TOOLS = (
     "provision_team_member",
     "deactivate_team_member",
     "delete_team_member",
+    "list_team_groups",
+    "add_team_member_to_group",
+    "remove_team_member_from_group",
     "list_connected_accounts",
     "get_connected_account",
     "resolve_identity",
@@ -165,6 +168,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
             "acct": [a["id"] for a in test.accounts[:3]]
             + [a["id"] for a in live.accounts[:2]],
             "member": list(state.scim.users)[:4],
+            "group": list(state.scim.groups)[:3],
         }
         settings_ = make_settings(
             sb,

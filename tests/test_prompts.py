@@ -75,6 +75,9 @@ async def test_prompts_reference_the_workflow_tools(sandbox):
     assert {"resolve_identity", "create_portal_session"} <= set(TOOL_REF.findall(texts["support_lookup"]))
     assert {"get_team_member", "deactivate_team_member"} <= set(TOOL_REF.findall(texts["offboard_team_member"]))
     assert "roll" in texts["offboard_team_member"] and "API keys" in texts["offboard_team_member"]
+    # Issue 15: offboarding covers groups and says truthfully where roles come from.
+    offboard = " ".join(texts["offboard_team_member"].split())
+    assert "groups_before" in offboard and "mapping of those groups to roles" in offboard and "not visible over SCIM" in offboard
     assert {"find_duplicate_customers", "find_customers_by_email", "delete_customer"} <= set(
         TOOL_REF.findall(texts["reconcile_duplicate_customers"])
     )

@@ -213,6 +213,7 @@ async def test_provision_of_existing_member_after_a_429_is_the_uniqueness_refusa
         proxy.add(Rule("POST", r"/scim/v2/Users$", status=429, headers={"Retry-After": "0"},
                        body='{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"429"}'))  # fmt: skip
         async with mcp_client(via(proxy, sandbox, tmp_path)) as client:
+            # omar, not jane: jane exists only under scim_keep_inactive since deactivation deletes by default.
             r = await client.call_tool("provision_team_member", {"email": "omar@globex.com"})
         assert proxy.count("POST", "/Users$") == 2
     assert r.is_error, r.content[0].text  # not "recovered"

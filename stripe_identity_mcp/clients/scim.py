@@ -14,7 +14,9 @@ earlier attempts may have done:
   a 5xx); after a 429 — which proves nothing was done — a 409 is the uniqueness refusal it is.
 - PATCH active=false is idempotent.
 - DELETE: a 404 on a retry after an uncertain attempt means that attempt deleted the user.
-The team tools read the member back after every removal: a 204 or an empty body proves nothing.
+- Group PATCH (add/remove one member) is idempotent: adding a member twice or removing an absent one
+  leaves the group as asked.
+The team tools read the member (or the group) back after every write: a 204 or an empty body proves nothing.
 """
 
 from __future__ import annotations
@@ -23,10 +25,18 @@ import json
 from typing import TYPE_CHECKING, Any, Literal
 
 from stripe_identity_mcp import __version__
-from stripe_identity_mcp.clients.errors import ConflictError, NotFoundError, UnexpectedResponseError
+from stripe_identity_mcp.clients.errors import BadRequestError, ConflictError, NotFoundError, UnexpectedResponseError
 from stripe_identity_mcp.clients.http import HttpApi, LazyHttpClient, RetryPolicy, TokenBucket
 from stripe_identity_mcp.clients.stripe import path_segment
-from stripe_identity_mcp.models.scim import PATCH_SCHEMA, USER_SCHEMA, ScimListResponse, ScimUser
+from stripe_identity_mcp.models.scim import (
+    PATCH_SCHEMA,
+    USER_SCHEMA,
+    ScimGroup,
+    ScimGroupListResponse,
+    ScimGroupRef,
+    ScimListResponse,
+    ScimUser,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -36,6 +46,7 @@ if TYPE_CHECKING:
 SCIM_JSON = "application/scim+json"
 SCIM_RATE = 10.0
 MAX_COUNT = 100
+GROUP_SCAN_PAGES = 10  # a membership scan reads at most 1 000 groups
 
 
 def filter_value(value: str) -> str:
@@ -101,6 +112,10 @@ class ScimClient(HttpApi):
     def _user_path(user_id: str) -> str:
         return f"/Users/{path_segment(user_id, 'member_id')}"
 
+    @staticmethod
+    def _group_path(group_id: str) -> str:
+        return f"/Groups/{path_segment(group_id, 'group_id')}"
+
     # Reads ----------------------------------------------------------------------------------------
     async def list_users(
         self, *, filter: str | None = None, start_index: int = 1, count: int = MAX_COUNT
@@ -120,6 +135,61 @@ class ScimClient(HttpApi):
             if user.userName.lower() == wanted:
                 return user
         return None
+
+    async def list_groups(
+        self, *, filter: str | None = None, start_index: int = 1, count: int = MAX_COUNT
+    ) -> ScimGroupListResponse:
+        params: dict[str, Any] = {"startIndex": max(1, start_index), "count": max(0, min(count, MAX_COUNT))}
+        if filter:
+            params["filter"] = filter
+        return self.parse(ScimGroupListResponse, await self.call("GET", "/Groups", params=params))
+
+    async def get_group(self, group_id: str) -> ScimGroup:
+        return self.parse(ScimGroup, await self.call("GET", self._group_path(group_id)))
+
+    async def find_group_by_name(self, name: str) -> ScimGroup | None:
+        page = await self.list_groups(filter=f"displayName eq {filter_value(name)}", count=10)
+        wanted = name.lower()  # displayName is caseExact false (RFC 7643 §4.2)
+        return next((g for g in page.Resources if g.displayName.lower() == wanted), None)
+
+    async def groups_of(self, user: ScimUser) -> tuple[list[ScimGroupRef], bool]:
+        """The user's groups and whether the list is complete.
+
+        The user's own read-only `groups` when the provider reports it; otherwise the groups are asked
+        (`members eq "<id>"`, or a bounded scan when that filter is refused) — an absent `groups` is
+        "not reported", never "in no group".
+        """
+        if user.groups is not None:
+            return list(user.groups), True
+        try:
+            page = await self.list_groups(filter=f"members eq {filter_value(user.id)}")
+            found = [g for g in page.Resources if g.has_member(user.id)]
+            complete = page.totalResults <= len(page.Resources) and all(g.members_known for g in page.Resources)
+            return [ScimGroupRef(value=g.id, display=g.displayName) for g in found], complete
+        except BadRequestError:
+            pass  # filter on members not supported: scan
+        found, index, known = [], 1, True
+        for _ in range(GROUP_SCAN_PAGES):
+            scan = await self.list_groups(start_index=index)
+            found += [g for g in scan.Resources if g.has_member(user.id)]
+            known = known and all(g.members_known for g in scan.Resources)
+            index += len(scan.Resources)
+            if not scan.Resources or index > scan.totalResults:
+                return [ScimGroupRef(value=g.id, display=g.displayName) for g in found], known
+        return [ScimGroupRef(value=g.id, display=g.displayName) for g in found], False
+
+    async def add_group_member(self, group_id: str, user_id: str) -> ScimGroup | None:
+        """PATCH add one member (RFC 7644 §3.5.2.1). The group when the answer has one, None on 204."""
+        body = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}]}
+        data = await self.call("PATCH", self._group_path(group_id), body=body)
+        return self.parse(ScimGroup, data) if data is not None else None
+
+    async def remove_group_member(self, group_id: str, user_id: str) -> ScimGroup | None:
+        """PATCH remove `members[value eq "<id>"]` (RFC 7644 §3.5.2.2). The group, or None on 204."""
+        path = f"members[value eq {filter_value(user_id)}]"
+        body = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "remove", "path": path}]}
+        data = await self.call("PATCH", self._group_path(group_id), body=body)
+        return self.parse(ScimGroup, data) if data is not None else None
 
     # Writes ---------------------------------------------------------------------------------------
     async def create_user(

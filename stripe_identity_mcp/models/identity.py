@@ -55,6 +55,7 @@ class TeamMemberRecord(Compact):
     email: str | None = None
     name: str | None = None
     active: bool | None = None
+    groups: list[str] | None = Field(None, description="names of their SCIM groups; absent when not reported")
 
 
 TeamStatus = Literal["active", "inactive", "absent", "not configured", "error"]

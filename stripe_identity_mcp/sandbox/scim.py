@@ -18,13 +18,17 @@ What it reproduces from Stripe's SCIM guide
   conformance suites round-trip them) but never change identity or access. Other RFC 7643 User
   attributes (``title``, ``nickName``, ``phoneNumbers``, enterprise extension, ...) are accepted
   and silently dropped; a wholly unknown PATCH path is 400 ``invalidPath``.
-* Roles come from SAML attribute statements, never SCIM: any ``roles`` attribute (POST, PUT or
-  PATCH) is rejected with 400 ``invalidValue``.
+* Roles are never set over SCIM: any ``roles`` attribute (POST, PUT or PATCH) is rejected with
+  400 ``invalidValue``. Stripe decides roles from SAML attribute statements at sign-in, or from the
+  Dashboard's mapping of a SCIM-synced group to roles (Settings → Team and security → Groups); that
+  mapping is not visible over SCIM.
 * A newly provisioned member has no permissions until their first SSO sign-in (``active`` defaults
   to ``true`` on POST; that only means "may sign in").
-* Groups are not supported: ``/Groups`` answers a SCIM 404 and is absent from
-  ``/ResourceTypes``; ``bulk``, ``sort`` and ``changePassword`` are ``false`` in
-  ``/ServiceProviderConfig``.
+* Groups: ``/Groups`` (see ``scim_groups.py``: group names cannot be updated, displayName unique,
+  members are Users). Users carry a read-only ``groups`` attribute computed from the groups (always
+  present, ``[]`` for none — an emulator choice: Stripe does not document it), and a
+  deleted (or, by default, deactivated) user leaves every group. ``bulk``, ``sort`` and
+  ``changePassword`` are ``false`` in ``/ServiceProviderConfig``.
 
 Emulator choices
 ----------------
@@ -52,14 +56,16 @@ Emulator choices
 * Listing: stable order by creation time; ``startIndex`` 1-based (<1 → 1); ``count`` default and
   maximum 100 (negative → 0; 0 → only ``totalResults``). ``sortBy`` is ignored (sort unsupported).
   ``attributes``/``excludedAttributes`` are honoured (``id`` and ``schemas`` are always returned).
-  ``POST /Users/.search`` and ``POST /.search`` are supported.
+  ``POST /Users/.search`` and ``POST /.search`` (Users and Groups) are supported.
 
 Seed (unless ``empty``): 12 members drawn deterministically from ``seed`` plus every email of
 ``shared_emails`` (default: the four shared demo people). About a third of the drawn members and
 ``jane@acme.com`` ("Jane Doe", a removed member) are inactive; inactive members exist only under
 ``keep_inactive`` (by default they were deleted when deactivated, as on Stripe, so the default seed
 holds the active ones only, with the same ids). ``omar@globex.com``, ``priya@umbrella.com`` and
-``lee@initech.com`` are active in both modes.
+``lee@initech.com`` are active in both modes. Three groups are seeded (``SEED_GROUPS`` in
+``scim_groups.py``): Support (jane, omar), Developers (lee, priya), Admins (jane, priya), plus drawn
+members in Support and Developers; jane is in them only where she exists (``keep_inactive``).
 The shared people have seed-independent ids (uuid5 of their email, see ``SCIM_FIXED_IDS``).
 """
 
@@ -93,8 +99,8 @@ ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 SCIM_MEDIA_TYPE = "application/scim+json"
 MAX_RESULTS = 100
 ROLES_DETAIL = (
-    "Roles cannot be managed through SCIM: Stripe assigns Dashboard roles from SAML attribute "
-    "statements at sign-in"
+    "Roles cannot be set as a SCIM attribute: Stripe assigns Dashboard roles from SAML attribute "
+    "statements at sign-in, or from the Dashboard's mapping of a synced group to roles"
 )
 EMAIL_DETAIL = "Email updates are not supported; deprovision and re-provision the user"
 
@@ -214,7 +220,8 @@ USER_SCHEMA_DOC: dict[str, Any] = {
     "id": USER_SCHEMA,
     "name": "User",
     "description": "Stripe Dashboard team member. Only id, userName, displayName, active and meta "
-    "are handled; name and emails are stored and echoed only. Roles are managed via SAML.",
+    "are handled; name and emails are stored and echoed only. Roles come from SAML or a Dashboard "
+    "group-to-role mapping, not from SCIM attributes.",
     "attributes": [
         _attr(
             "userName",
@@ -246,6 +253,19 @@ USER_SCHEMA_DOC: dict[str, Any] = {
                 _attr("display", description="Human-readable form."),
                 _attr("type", description="Label.", canonical=["work", "home", "other"]),
                 _attr("primary", "boolean", description="Primary address."),
+            ],
+        ),
+        # RFC 7643 §4.1.2: read-only, computed from /Groups (membership changes go through the group).
+        _ro(
+            "groups",
+            "complex",
+            multi=True,
+            description="Groups the member is in (read-only; change membership through /Groups).",
+            subs=[
+                _ro("value", description="id of the group."),
+                _ro("$ref", "reference", refs=["Group"], description="URI of the group."),
+                _ro("display", description="Name of the group."),
+                _ro("type", canonical=["direct"], description="direct"),
             ],
         ),
     ],
@@ -448,10 +468,14 @@ def _compare(op: str, actual: Any, expected: Any, kind: str, case_exact: bool) -
     }[op]
 
 
+AttrResolver = Callable[[str], tuple[Callable[[dict[str, Any]], list[Any]], str, bool]]
+
+
 class _FilterParser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, resolver: AttrResolver | None = None) -> None:
         self.tokens = _tokenize(text)
         self.i = 0
+        self.resolver = resolver or _filter_attr  # Users by default; Groups pass their own attributes
 
     def parse(self) -> Predicate:
         if not self.tokens:
@@ -514,7 +538,7 @@ class _FilterParser:
             raise ScimError(400, f"Expected an attribute name, got '{path}'", "invalidFilter")
         if self.i < len(self.tokens) and self.tokens[self.i][0] == "lb":
             raise ScimError(400, "Value-path filters ('attr[...]') are not supported", "invalidFilter")
-        getter, attr_kind, case_exact = _filter_attr(path)
+        getter, attr_kind, case_exact = self.resolver(path)
         kind, op = self._next()
         op = op.lower()
         if kind != "word" or (op not in _COMPARE_OPS and op != "pr"):
@@ -539,9 +563,9 @@ class _FilterParser:
         return lambda u: any(_compare(op, v, value, attr_kind, case_exact) for v in getter(u))
 
 
-def parse_filter(text: str) -> Predicate:
-    """Compile a SCIM filter (RFC 7644 §3.4.2.2 subset) into a predicate over user dicts."""
-    return _FilterParser(text).parse()
+def parse_filter(text: str, resolver: AttrResolver | None = None) -> Predicate:
+    """Compile a SCIM filter (RFC 7644 §3.4.2.2 subset) into a predicate over user (or `resolver`'s) dicts."""
+    return _FilterParser(text, resolver).parse()
 
 
 # --------------------------------------------------------------------------- attribute projection
@@ -689,8 +713,17 @@ class ScimSandbox:
         self.users: dict[str, dict[str, Any]] = {}
         self._clock = 0  # tie-breaker for stable ordering
         self._order: dict[str, tuple[str, int]] = {}
+        from .scim_groups import GroupsApi  # beside this module; it imports helpers from here
+
+        self.groups: dict[str, dict[str, Any]] = {}
+        self._group_order: dict[str, tuple[str, int]] = {}
+        self.groups_api = GroupsApi(self)
         if not empty:
-            self._seed(seed, list(SHARED_SCIM_MEMBERS) if shared_emails is None else list(shared_emails))
+            shared = list(SHARED_SCIM_MEMBERS) if shared_emails is None else list(shared_emails)
+            self._seed(seed, shared)
+            shared_low = {e.strip().lower() for e in shared}
+            drawn = [u["id"] for u in self._sorted_users() if u["userName"].lower() not in shared_low]
+            self.groups_api.seed(drawn)
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
         self.app = Starlette(routes=[Route("/{path:path}", self._dispatch, methods=methods)])
 
@@ -779,7 +812,11 @@ class ScimSandbox:
 
     def _render(self, user: dict[str, Any], request: Request) -> dict[str, Any]:
         out = copy.deepcopy(user)
-        out["meta"]["location"] = f"{self._base(request)}/Users/{user['id']}"
+        base = self._base(request)
+        # Computed (membership lives in the groups) and always present, [] for none: RFC 7643 §2.5 makes an
+        # omitted attribute "unassigned", which a client cannot tell from "not reported".
+        out["groups"] = self.groups_api.groups_of(user["id"], base)
+        out["meta"]["location"] = f"{base}/Users/{user['id']}"
         return out
 
     def _authorised(self, request: Request) -> bool:
@@ -840,7 +877,7 @@ class ScimSandbox:
                 raise ScimError(405, f"{method} is not allowed on /Users/{{id}}")
         if top == ".search" and len(parts) == 1:
             if method == "POST":
-                return await self._search(request)
+                return await self._search(request, every_type=True)
             raise ScimError(405, f"{method} is not allowed on /.search")
         if top == "serviceproviderconfig" and len(parts) == 1:
             self._only_get(method, "/ServiceProviderConfig")
@@ -852,7 +889,7 @@ class ScimSandbox:
             self._only_get(method, "/Schemas")
             return self._schemas(request, parts[1] if len(parts) == 2 else None)
         if top == "groups":
-            raise ScimError(404, "Groups are not supported: Stripe manages Dashboard roles via SAML, not SCIM groups")
+            return await self.groups_api.route(request, parts[1:], method)
         raise ScimError(404, "Unknown SCIM endpoint")
 
     @staticmethod
@@ -933,21 +970,41 @@ class ScimSandbox:
             "Resources": resources,
         }
 
+    def _group_resource_type(self, request: Request) -> dict[str, Any]:
+        from .scim_groups import GROUP_SCHEMA
+
+        return {
+            "schemas": [RT_SCHEMA],
+            "id": "Group",
+            "name": "Group",
+            "description": "Group of Dashboard team members (roles may be mapped to it in the Dashboard)",
+            "endpoint": "/Groups",
+            "schema": GROUP_SCHEMA,
+            "meta": self._meta(request, "ResourceType", "/ResourceTypes/Group"),
+        }
+
     def _resource_types(self, request: Request, rid: str | None) -> Response:
-        rt = self._user_resource_type(request)
+        from .scim_groups import GROUP_SCHEMA
+
+        user_rt, group_rt = self._user_resource_type(request), self._group_resource_type(request)
         if rid is None:
-            return _scim_json(self._list_payload([rt]))
+            return _scim_json(self._list_payload([user_rt, group_rt]))
         if rid.lower() in ("user", USER_SCHEMA.lower()):
-            return _scim_json(rt)
-        raise ScimError(404, f"Resource type {rid} not found (only User is supported)")
+            return _scim_json(user_rt)
+        if rid.lower() in ("group", GROUP_SCHEMA.lower()):
+            return _scim_json(group_rt)
+        raise ScimError(404, f"Resource type {rid} not found (User and Group are supported)")
 
     def _schemas(self, request: Request, sid: str | None) -> Response:
         def render(doc: dict[str, Any]) -> dict[str, Any]:
             return {**doc, "meta": self._meta(request, "Schema", f"/Schemas/{doc['id']}")}
 
+        from .scim_groups import GROUP_SCHEMA_DOC
+
+        docs = [SCHEMA_DOCS[0], GROUP_SCHEMA_DOC, *SCHEMA_DOCS[1:]]
         if sid is None:
-            return _scim_json(self._list_payload([render(d) for d in SCHEMA_DOCS]))
-        doc = _SCHEMA_BY_ID.get(sid.lower())
+            return _scim_json(self._list_payload([render(d) for d in docs]))
+        doc = {d["id"].lower(): d for d in docs}.get(sid.lower())
         if doc is None:
             raise ScimError(404, f"Schema {sid} not found")
         return _scim_json(render(doc))
@@ -961,7 +1018,7 @@ class ScimSandbox:
             return Response(status_code=304, headers={"ETag": user["meta"]["version"]})
         return self._single(request, user)
 
-    def _list(self, request: Request, params: dict[str, Any]) -> Response:
+    def _list(self, request: Request, params: dict[str, Any], every_type: bool = False) -> Response:
         def as_int(name: str, default: int) -> int:
             raw = params.get(name)
             if raw is None or raw == "":
@@ -973,13 +1030,29 @@ class ScimSandbox:
 
         start = max(as_int("startIndex", 1), 1)
         count = min(max(as_int("count", MAX_RESULTS), 0), MAX_RESULTS)
-        users = self._sorted_users()
         filt = params.get("filter")
-        if filt is not None and str(filt).strip():
-            pred = parse_filter(str(filt))
-            users = [u for u in users if pred(u)]
-        total = len(users)
-        page = users[start - 1 : start - 1 + count] if count else []
+        kinds: list[tuple[list[dict[str, Any]], AttrResolver | None, Callable[..., dict[str, Any]]]] = [
+            (self._sorted_users(), None, self._render)
+        ]
+        if every_type:  # POST /.search (RFC 7644 §3.4.3): every resource type, Users then Groups
+            from .scim_groups import _group_filter_attr
+
+            kinds.append((self.groups_api._sorted(), _group_filter_attr, self.groups_api._render))
+        matched: list[tuple[dict[str, Any], Callable[..., dict[str, Any]]]] = []
+        refusals: list[ScimError] = []
+        for resources, resolver, render in kinds:
+            if filt is not None and str(filt).strip():
+                try:
+                    pred = parse_filter(str(filt), resolver)
+                except ScimError as exc:
+                    refusals.append(exc)  # an attribute of the other type only: this type matches nothing
+                    continue
+                resources = [r for r in resources if pred(r)]
+            matched += [(r, render) for r in resources]
+        if len(refusals) == len(kinds):
+            raise refusals[0]
+        total = len(matched)
+        page = matched[start - 1 : start - 1 + count] if count else []
         attrs = _split_attr_list(params.get("attributes"))
         excluded = _split_attr_list(params.get("excludedAttributes"))
         payload: dict[str, Any] = {
@@ -988,10 +1061,10 @@ class ScimSandbox:
             "startIndex": start,
             "itemsPerPage": len(page),
         }
-        payload["Resources"] = [_project(self._render(u, request), attrs, excluded) for u in page]
+        payload["Resources"] = [_project(render(r, request), attrs, excluded) for r, render in page]
         return _scim_json(payload)
 
-    async def _search(self, request: Request) -> Response:
+    async def _search(self, request: Request, every_type: bool = False) -> Response:
         body = await self._json_body(request)
         if not isinstance(body, dict):
             raise ScimError(400, "SearchRequest must be a JSON object", "invalidSyntax")
@@ -1000,7 +1073,7 @@ class ScimSandbox:
         for key in ("attributes", "excludedAttributes"):
             if isinstance(params.get(key), list):
                 params[key] = ",".join(str(v) for v in params[key])
-        return self._list(request, params)
+        return self._list(request, params, every_type)
 
     # ----------------------------------------------------------------- Users: write
 
@@ -1079,15 +1152,18 @@ class ScimSandbox:
 
     def _deactivated(self, uid: str) -> Response:
         """Stripe's guide: deactivating a user deletes it; the answer is 204 like DELETE's."""
+        self._remove_user(uid)
+        return Response(status_code=204)
+
+    def _remove_user(self, uid: str) -> None:
         del self.users[uid]
         self._order.pop(uid, None)
-        return Response(status_code=204)
+        self.groups_api.drop_member(uid)  # a deleted user is in no group
 
     def _delete(self, request: Request, uid: str) -> Response:
         user = self._find(uid)
         self._check_if_match(request, user)
-        del self.users[uid]
-        self._order.pop(uid, None)
+        self._remove_user(uid)
         return Response(status_code=204)
 
     async def _patch(self, request: Request, uid: str) -> Response:

@@ -65,11 +65,13 @@ def _message(exc: Exception, app: AppDeps) -> str:
 
 
 def team_record(user: Any) -> TeamMemberRecord:
+    groups = getattr(user, "groups", None)
     return TeamMemberRecord(
         id=user.id,
         email=getattr(user, "userName", None),
         name=getattr(user, "displayName", None),
         active=getattr(user, "active", None),
+        groups=None if groups is None else [g.display or g.value for g in groups],
     )
 
 
@@ -120,7 +122,10 @@ async def _team(app: AppDeps, email: str, report: IdentityReport) -> None:
         report.warnings.append(API_KEY_WARNING.format(who=record.email or record.id))
     else:
         report.team_status = "active"
-        report.notes["team_member"] = "active Dashboard login (separate from customer records)"
+        report.notes["team_member"] = (
+            "active Dashboard login (separate from customer records); roles come from SAML at sign-in or a "
+            "Dashboard group-to-role mapping (not visible over SCIM)"
+        )
 
 
 async def _connect(app: AppDeps, email: str, report: IdentityReport) -> None:

@@ -3,10 +3,12 @@
 Every check must be a SUCCESS, except the ones listed in ``ALLOWED_DEVIATIONS`` (explained by
 Stripe's documented, stricter rules). Today that list is empty: the sandbox publishes ``userName``
 as ``mutability: immutable`` in ``/Schemas`` (email updates are unsupported — re-provision
-instead), omits Groups from ``/ResourceTypes`` and says ``bulk``/``sort``/``changePassword`` are
+instead), publishes Group's ``displayName`` as ``immutable`` too (Stripe: group names cannot be
+updated — re-provision under the new name) and says ``bulk``/``sort``/``changePassword`` are
 unsupported in ``/ServiceProviderConfig``, so the suite tests only what Stripe allows. ``name``,
 ``emails`` and ``externalId`` are stored and echoed (never identity), so the round-trip checks
-on them pass too.
+on them pass too. Groups are in ``/ResourceTypes``, so every resource check runs for Group as
+well (create, query, PUT, PATCH add/remove/replace of ``members`` and ``externalId``, delete).
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ def assert_conformant(results: list[Any], label: str) -> None:
     # active, emails.
     for title in ("check_add_attribute", "check_remove_attribute", "check_replace_attribute"):
         assert per_title[title] >= 5, (title, per_title[title])
+    # The same resource checks ran for Groups (members and externalId are PATCHed).
+    group_titles = collections.Counter(r.title for r in results if r.resource_type == "Group")
+    for title in ("object_creation", "object_query", "object_replacement", "object_deletion", "search_with_attributes"):
+        assert group_titles[title] >= 1, (title, dict(group_titles))
+    for title in ("check_add_attribute", "check_remove_attribute", "check_replace_attribute"):
+        assert group_titles[title] >= 2, (title, dict(group_titles))
 
 
 @pytest.mark.parametrize("empty", [False, True], ids=["seeded", "empty"])
@@ -98,11 +106,12 @@ def test_scim2_tester_full_suite(empty: bool) -> None:
     # keep_inactive: the suite PATCHes active=false and reads the user back (standard SCIM); with
     # Stripe's default the user is deleted instead, which the suite would report as "not found".
     with serve_scim(empty=empty, keep_inactive=True) as (sb, base):
-        before = set(sb.users)
+        before, groups_before = set(sb.users), {g: sb.groups[g]["meta"]["version"] for g in sb.groups}
         results = run_suite(base)
         assert_conformant(results, "seeded" if not empty else "empty")
-        # The suite cleans up after itself through DELETE; the seed is untouched.
+        # The suite cleans up after itself through DELETE; the seed (users and groups) is untouched.
         assert set(sb.users) == before
+        assert {g: sb.groups[g]["meta"]["version"] for g in sb.groups} == groups_before
 
 
 @contextmanager

@@ -455,11 +455,13 @@ def test_service_provider_config(api: httpx.Client) -> None:
 
 def test_resource_types_and_schemas(api: httpx.Client) -> None:
     rts = api.get("/ResourceTypes").json()
-    assert rts["schemas"] == [LIST] and rts["totalResults"] == 1
-    (rt,) = rts["Resources"]
+    assert rts["schemas"] == [LIST] and rts["totalResults"] == 2
+    rt, group_rt = rts["Resources"]
     assert rt["id"] == "User" and rt["endpoint"] == "/Users" and rt["schema"] == USER
+    assert group_rt["id"] == "Group" and group_rt["endpoint"] == "/Groups"
     assert api.get("/ResourceTypes/User").json()["name"] == "User"
-    assert_error(api.get("/ResourceTypes/Group"), 404)
+    assert api.get("/ResourceTypes/Group").json()["schema"] == "urn:ietf:params:scim:schemas:core:2.0:Group"
+    assert_error(api.get("/ResourceTypes/Nope"), 404)
     schemas = api.get("/Schemas").json()
     assert schemas["schemas"] == [LIST]
     ids = {s["id"] for s in schemas["Resources"]}
@@ -469,12 +471,13 @@ def test_resource_types_and_schemas(api: httpx.Client) -> None:
     assert {"userName", "displayName", "active", "name", "emails"} <= set(attrs)
     assert attrs["userName"]["required"] is True and attrs["userName"]["uniqueness"] == "server"
     assert attrs["userName"]["caseExact"] is False
-    assert "roles" not in attrs and "groups" not in attrs
+    assert "roles" not in attrs
+    assert attrs["groups"]["mutability"] == "readOnly"  # RFC 7643 §4.1.2: membership changes go through /Groups
     assert_error(api.get("/Schemas/urn:nope"), 404)
 
 
-def test_groups_and_unknown_paths_are_scim_404(api: httpx.Client) -> None:
-    assert_error(api.get("/Groups"), 404)
+def test_unknown_paths_are_scim_404(api: httpx.Client) -> None:
+    assert_error(api.get("/Groups/no-such-group"), 404)
     assert_error(api.get("/Nope/at/all"), 404)
 
 

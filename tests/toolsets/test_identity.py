@@ -52,7 +52,7 @@ async def test_email_in_all_three_systems_comes_back_labelled_with_the_traps(san
     member = report["team_member"]
     assert member == {
         "concept": "team_member", "id": SCIM_FIXED_IDS["jane@acme.com"], "email": "jane@acme.com",
-        "name": "Jane Doe", "active": False,
+        "name": "Jane Doe", "active": False, "groups": ["Support", "Admins"],  # groups: issue 15
     }  # fmt: skip
     assert report["team_status"] == "inactive"
     [account] = report["connect_accounts"]

@@ -18,8 +18,11 @@ from tests.conftest import SCIM_TOKEN, elicitation, make_settings, mcp_client, r
 
 pytestmark = pytest.mark.anyio
 
-READ_TOOLS = {"list_team_members", "get_team_member"}
-WRITE_TOOLS = {"provision_team_member", "deactivate_team_member", "delete_team_member"}
+READ_TOOLS = {"list_team_members", "get_team_member", "list_team_groups"}
+WRITE_TOOLS = {
+    "provision_team_member", "deactivate_team_member", "delete_team_member",
+    "add_team_member_to_group", "remove_team_member_from_group",
+}  # fmt: skip
 ANSWERS = [None, "accept", "decline", "cancel"]  # None: the client cannot elicit
 CONFIRMS = ["absent", "wrong", "right_email", "right_id"]
 API_KEYS = "does NOT revoke API keys"
@@ -70,7 +73,7 @@ async def test_team_tools_listed_with_honest_annotations(sandbox, tmp_path, prot
         assert (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint) == (True, False, True, True)
     provision = tools["provision_team_member"].annotations
     assert (provision.read_only_hint, provision.destructive_hint, provision.idempotent_hint) == (False, False, False)
-    for name in ("deactivate_team_member", "delete_team_member"):
+    for name in ("deactivate_team_member", "delete_team_member", "remove_team_member_from_group"):
         a = tools[name].annotations
         assert (a.read_only_hint, a.destructive_hint) == (False, True), name
         assert "confirm" in tools[name].input_schema["properties"]
@@ -122,8 +125,9 @@ async def test_compact_member_fields_and_email_filter(sandbox):
     assert not r.is_error, r.content[0].text
     assert r.structured_content["total"] == 1
     (jane,) = r.structured_content["members"]
-    assert set(jane) == {"id", "email", "display_name", "active", "created"}
+    assert set(jane) == {"id", "email", "display_name", "active", "created", "groups"}  # groups: issue 15
     assert jane == {**jane, "id": JANE, "email": "jane@acme.com", "display_name": "Jane Doe", "active": False}
+    assert [g["name"] for g in jane["groups"]] == ["Support", "Admins"]
     assert jane["created"].endswith("Z")
 
 
@@ -240,7 +244,9 @@ async def test_role_is_refused_with_the_saml_explanation(sandbox, tmp_path):
     async with mcp_client(writes(sandbox, tmp_path)) as client:
         r = await client.call_tool("provision_team_member", {"email": "admin-wannabe@example.com", "role": "admin"})
     text = r.content[0].text
-    assert r.is_error and "SAML attribute statements" in text and "never SCIM" in text
+    # Issue 15: roles are no longer "never SCIM" (a synced group may be mapped to roles in the Dashboard).
+    assert r.is_error and "SAML attribute statements" in text and "cannot be set as a SCIM attribute" in text
+    assert "mapping of a SCIM-synced group to roles" in text and "not visible over SCIM" in text
     assert "no permissions until their first SSO sign-in" in text and "Nothing was provisioned" in text
     assert sandbox.sandbox.scim.by_email("admin-wannabe@example.com") is None
     (line,) = audit_lines(tmp_path)
