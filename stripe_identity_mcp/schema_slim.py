@@ -3,16 +3,20 @@
 Pydantic spells `x: str | None = None` as `anyOf: [{type: string}, {type: null}], default: null,
 title: "X"`. Omitting an optional argument means the same thing, and our outputs drop None values,
 so the shorter `{type: string}` is equivalent for every caller — at about half the characters.
+
+Applied by server.AuditedServer through the SDK's public methods (`list_tools`, `call_tool`): the
+registered tools are never rewritten.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
+import json
 from typing import Any
 
 from mcp.types import CallToolResult, TextContent
-from pydantic import BaseModel, ValidationError
+from mcp.types import Tool as MCPTool
+from pydantic import ValidationError
 
 
 def slim(schema: Any) -> Any:
@@ -44,54 +48,41 @@ def slim(schema: Any) -> Any:
     return out
 
 
-def slim_tools(server: Any) -> None:
-    """Rewrite every registered tool's description (dedented) and schemas in place."""
-    for tool in server._tool_manager.list_tools():
-        tool.description = inspect.cleandoc(tool.description or "")
-        tool.parameters = slim(tool.parameters)
-        meta = tool.fn_metadata
-        if getattr(meta, "output_schema", None) is not None:
-            meta.output_schema = slim(meta.output_schema)
+def slim_tool(tool: MCPTool) -> MCPTool:
+    """The published definition: description dedented, input and output schemas slimmed."""
+    return tool.model_copy(
+        update={
+            "description": inspect.cleandoc(tool.description or ""),
+            "input_schema": slim(tool.input_schema),
+            "output_schema": slim(tool.output_schema) if tool.output_schema is not None else None,
+        }
+    )
 
 
-def compact_results(server: Any) -> None:
-    """Send each tool's text content as compact JSON (the SDK indents it; models read every space).
+def compact_text(result: Any) -> Any:
+    """A structured result's text block as compact JSON (the SDK indents it; models read every space).
 
     Structured content is unchanged; the text block carries the same JSON without indentation.
     """
-    for tool in server._tool_manager.list_tools():
-        if tool.output_schema is None or not tool.is_async:
-            continue
-        original = tool.fn
-
-        @functools.wraps(original)
-        async def wrapper(*args: Any, __fn: Any = original, **kwargs: Any) -> Any:
-            result = await __fn(*args, **kwargs)
-            if not isinstance(result, BaseModel):
-                return result
-            return CallToolResult(
-                content=[TextContent(type="text", text=result.model_dump_json())],
-                structured_content=result.model_dump(mode="json"),
-            )
-
-        tool.fn = wrapper
+    if not isinstance(result, CallToolResult) or result.is_error or result.structured_content is None:
+        return result
+    if len(result.content) != 1 or not isinstance(result.content[0], TextContent):
+        return result
+    try:  # only where the text IS the structured content as JSON (a model's output), not e.g. "ok"
+        same = json.loads(result.content[0].text) == result.structured_content
+    except ValueError:
+        same = False
+    if not same:
+        return result
+    text = json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False)
+    return result.model_copy(update={"content": [TextContent(type="text", text=text)]})
 
 
-def hide_rejected_values(server: Any) -> None:
+def without_rejected_values(error: ValidationError) -> str:
     """Argument errors name the field and the rule, never echo the rejected value.
 
     The SDK reports invalid arguments with pydantic's text, which includes `input_value=…`: a card
     number pasted into an id field would come straight back in the answer (and into transcripts).
     """
-    for tool in server._tool_manager.list_tools():
-        meta = tool.fn_metadata
-        validate = meta.validate_arguments
-
-        def checked(arguments: Any, __validate: Any = validate) -> Any:
-            try:
-                return __validate(arguments)
-            except ValidationError as exc:
-                errors = exc.errors(include_url=False, include_context=True)
-                raise ValidationError.from_exception_data(exc.title, errors, hide_input=True) from None  # type: ignore[arg-type]
-
-        object.__setattr__(meta, "validate_arguments", checked)  # FuncMetadata is a pydantic model
+    errors = error.errors(include_url=False, include_context=True)
+    return str(ValidationError.from_exception_data(error.title, errors, hide_input=True))  # type: ignore[arg-type]

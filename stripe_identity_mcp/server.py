@@ -8,6 +8,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
 from stripe_identity_mcp import __version__
@@ -15,7 +16,7 @@ from stripe_identity_mcp.card_guard import check_arguments
 from stripe_identity_mcp.deps import AppDeps, open_deps
 from stripe_identity_mcp.prompts import register_prompts
 from stripe_identity_mcp.safety import audit_log_for, caller_name
-from stripe_identity_mcp.schema_slim import compact_results, hide_rejected_values, slim_tools
+from stripe_identity_mcp.schema_slim import compact_text, slim_tool, without_rejected_values
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets import REGISTRY
 
@@ -33,10 +34,13 @@ MAX_AUDITED_ARGS = 20
 
 
 class AuditedServer(MCPServer[AppDeps]):
-    """MCPServer whose write tools leave an audit line even when their arguments fail validation.
+    """MCPServer with the product's rules around every call, through the SDK's public methods only:
 
-    The SDK validates arguments before the tool body (where `audit()` lives) runs; every write
-    *attempt* must still be on record, so a refusal at validation is written here.
+    - no card number in any argument reaches validation, a resolver or a tool body (card_guard.py);
+    - write tools leave an audit line even when their arguments fail validation (the SDK validates
+      before the tool body, where `audit()` lives, runs; every write *attempt* must be on record);
+    - argument errors never echo the rejected value; structured results' text is compact JSON;
+    - `tools/list` publishes slimmed schemas (schema_slim.py).
     """
 
     _write_tools: frozenset[str] | None = None
@@ -49,11 +53,18 @@ class AuditedServer(MCPServer[AppDeps]):
         except ToolError as exc:
             raise ToolError(f"Error executing tool {name}: {exc}") from None
         try:
-            return await super().call_tool(name, arguments, context)
+            return compact_text(await super().call_tool(name, arguments, context))
         except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError) and context is not None:
-                await self._audit_invalid(name, arguments, context, exc.__cause__)
-            raise
+            cause = exc.__cause__
+            if not isinstance(cause, ValidationError):
+                raise
+            if context is not None:
+                await self._audit_invalid(name, arguments, context, cause)
+            raise ToolError(f"Error executing tool {name}: {without_rejected_values(cause)}") from cause
+
+    async def list_tools(self) -> list[MCPTool]:
+        """The published definitions, slimmed for the model's context (schema_slim.py)."""
+        return [slim_tool(tool) for tool in await super().list_tools()]
 
     async def _writes(self) -> frozenset[str]:
         """Names of the tools not annotated read-only (registration is over before the first call)."""
@@ -112,7 +123,4 @@ def build_server(
         if toolset.TOOLSET == "access" or toolset.TOOLSET in enabled:
             toolset.register(server, settings)
     register_prompts(server)
-    slim_tools(server)
-    compact_results(server)
-    hide_rejected_values(server)
     return server
