@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from stripe_identity_mcp.safety import excerpt
+from stripe_identity_mcp.cards import excerpt
 
 FIELDS = ("email", "name", "phone", "created", "metadata")
 _TOKEN = re.compile(

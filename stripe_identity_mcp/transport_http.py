@@ -72,7 +72,7 @@ from stripe_identity_mcp.http_guard import (
     fit_to_fd_limit,
     guarded_protocol,
 )
-from stripe_identity_mcp.safety import AuditLog, audit_path
+from stripe_identity_mcp.audit import AuditLog, audit_path
 from stripe_identity_mcp.server import build_server
 from stripe_identity_mcp.settings import ConfigError, Settings
 

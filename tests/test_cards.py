@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stripe_identity_mcp.safety import TOO_MANY_GROUPS, card_brand, find_card_numbers, luhn_ok, mask_card
+from stripe_identity_mcp.cards import TOO_MANY_GROUPS, card_brand, find_card_numbers, luhn_ok, mask_card
 from tests.conftest import make_settings, mcp_client
 
 # Every card number on https://docs.stripe.com/testing (cards by brand, co-branded, by country,

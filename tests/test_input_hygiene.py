@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stripe_identity_mcp.safety import excerpt
+from stripe_identity_mcp.cards import excerpt
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.toolsets.common import to_unix
 from tests.conftest import elicitation, make_settings, mcp_client

@@ -13,16 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp.server.mcpserver.exceptions import ToolError
 
-from stripe_identity_mcp.safety import (
-    CARD_BRANDS,
-    AuditLog,
-    caller_name,
-    find_card_numbers,
-    luhn_ok,
-    mask_card,
-    redact_value,
-    refuse_card_numbers,
-)
+from stripe_identity_mcp.audit import AuditLog, caller_name, redact_value
+from stripe_identity_mcp.cards import CARD_BRANDS, find_card_numbers, luhn_ok, mask_card, refuse_card_numbers
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from tests.conftest import make_settings, mcp_client, running_sandbox
 

@@ -187,6 +187,8 @@ def _serve(env_extra: dict[str, str], cwd: Any) -> subprocess.CompletedProcess[s
         ("STRIPE_SCIM_TOKEN", SCIM_TOKEN + "\r", r"ends with '\r'"),
         ("STRIPE_SCIM_TOKEN", SCIM_TOKEN[:8] + "\x1b" + SCIM_TOKEN[8:], r"contains '\x1b'"),
     ],
+    # fixed ids: the values are random per run, and parallel workers must collect the same tests
+    ids=["key-cr", "key-lf", "key-leading-space", "token-cr", "token-escape"],
 )
 def test_credentials_with_whitespace_or_control_characters_are_refused_at_start_up(tmp_path, variable, value, says):
     with echo_upstream() as upstream:

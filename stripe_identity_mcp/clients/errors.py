@@ -209,7 +209,7 @@ def parse_error_body(
     headers: dict[str, str] | None = None,
 ) -> ApiStatusError:
     """Build the typed error from a Stripe `{"error": {...}}` or SCIM `{status, scimType, detail}` body."""
-    where = {"method": method, "path": path, "headers": headers}
+    where: dict[str, Any] = {"method": method, "path": path, "headers": headers}
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
         kind = err.get("type") if isinstance(err.get("type"), str) else None

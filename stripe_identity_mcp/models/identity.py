@@ -75,7 +75,7 @@ class IdentityReport(Compact):
 
 
 def summarize_account(account: Account) -> ConnectAccountSummary:
-    from stripe_identity_mcp.toolsets.common import iso
+    from stripe_identity_mcp.timefmt import iso
 
     req = account.requirements
     profile = account.business_profile

@@ -95,7 +95,7 @@ def _subscription_count(customer: Customer) -> int | None:
 
 
 def summarize(customer: Customer, detail: Literal["compact", "full"] = "compact") -> CustomerSummary:
-    from stripe_identity_mcp.toolsets.common import iso
+    from stripe_identity_mcp.timefmt import iso
 
     if customer.deleted:
         return CustomerSummary(id=customer.id, deleted=True)

@@ -25,14 +25,9 @@ from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.models.stripe import Customer
 from stripe_identity_mcp.models.outputs import summarize
 from stripe_identity_mcp.models.writes import CustomerDeleted, CustomerWrite
-from stripe_identity_mcp.safety import (
-    Confirmation,
-    ConfirmArg,
-    audit,
-    confirm_resolver,
-    refuse_card_numbers,
-    require_confirmed,
-)
+from stripe_identity_mcp.audit import audit
+from stripe_identity_mcp.cards import refuse_card_numbers
+from stripe_identity_mcp.confirmation import ConfirmArg, Confirmation, confirm_resolver, require_confirmed
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import (
     DESTRUCTIVE,
@@ -277,6 +272,14 @@ async def _clears_all(ctx: Context, kwargs: dict[str, Any]) -> bool:
 CLEAR_GATE = confirm_resolver(
     "customer_id", _clear_preview, action="changed", when=_clears_all, when_args=("clear_all_metadata", "metadata_unset")
 )
+
+
+TOOLSET = "customers"  # the customers toolset's write tools (its reads are in customers.py)
+
+
+def register(server: MCPServer, settings: Settings) -> None:
+    if settings.writes_enabled:
+        register_writes(server, settings)
 
 
 def register_writes(server: MCPServer, settings: Settings) -> None:

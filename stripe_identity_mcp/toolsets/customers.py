@@ -219,8 +219,5 @@ def register(server: MCPServer, settings: Settings) -> None:
             next_page=result.next_page,
             warnings=[SEARCH_LAG],
         )
-
-    if settings.writes_enabled:
-        from stripe_identity_mcp.toolsets.customer_writes import register_writes
-
-        register_writes(server, settings)
+    # The write tools are their own module (toolsets/customer_writes.py, same toolset), registered
+    # by the server's loop after this one.

@@ -29,7 +29,7 @@ from stripe_identity_mcp.models.identity import (
     summarize_account,
 )
 from stripe_identity_mcp.models.outputs import summarize
-from stripe_identity_mcp.safety import CARD_HELP, excerpt, find_card_numbers
+from stripe_identity_mcp.cards import CARD_HELP, excerpt, find_card_numbers
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import READ, deps, tool_error
 from stripe_identity_mcp.toolsets.customers import LIST_EXPAND, case_variants, exact_email_matches

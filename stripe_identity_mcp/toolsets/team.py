@@ -43,14 +43,9 @@ from stripe_identity_mcp.models.scim import (
     group_refs,
     member_of,
 )
-from stripe_identity_mcp.safety import (
-    Confirmation,
-    Refusal,
-    audit,
-    can_elicit,
-    refuse_card_numbers,
-    require_confirmed,
-)
+from stripe_identity_mcp.audit import audit
+from stripe_identity_mcp.cards import refuse_card_numbers
+from stripe_identity_mcp.confirmation import Confirmation, Refusal, can_elicit, require_confirmed
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import DESTRUCTIVE, READ, WRITE, WRITE_IDEMPOTENT, deps, tool_error
 from stripe_identity_mcp.toolsets.proof import GONE, Proven, prove
