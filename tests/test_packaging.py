@@ -3,6 +3,11 @@
 The built wheel, uvx and the packed bundle are exercised by `make package-check` (CI); these tests
 pin what can be checked offline: the registry schema, drift against the server's own registry, and
 that the bundle's environment starts the server the way the manifest promises.
+
+tests/data/server.schema.json is the MCP Registry's published schema for server.json, version
+2025-12-11 (its `$id`), as the registry itself embeds it for validation
+(modelcontextprotocol/registry, internal/validators/schemas/2025-12-11.json), unchanged. Moving to
+a newer schema is a deliberate change: replace the file and the `$schema` in server.json together.
 """
 
 from __future__ import annotations

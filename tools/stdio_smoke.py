@@ -122,6 +122,15 @@ def bundle_params(bundle: Path) -> Iterator[StdioServerParameters]:
         )
 
 
+def _describe(exc: BaseException) -> str:
+    """The innermost failures (task groups wrap them), without a traceback."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) if isinstance(exc, SmokeFailure) else f"{type(exc).__name__}: {exc}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--expect-version")
@@ -141,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 command=command[0], args=command[1:], env=clean_env(), cwd=tempfile.gettempdir()
             )
             result = anyio.run(smoke, params, args.expect_version, prompts)
-    except (SmokeFailure, TimeoutError) as exc:
-        print(f"stdio smoke FAILED: {exc or 'timed out'}", file=sys.stderr)
+    except Exception as exc:  # the server's stderr was printed above; one line says what broke
+        print(f"stdio smoke FAILED: {_describe(exc)}", file=sys.stderr)
         return 1
     print(f"stdio smoke ok: {json.dumps(result)}", file=sys.stderr)
     return 0
