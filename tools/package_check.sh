@@ -95,7 +95,7 @@ for req in m.requires("stripe-identity-mcp") or []:
 fi
 
 if [ "$mode" != wheel ]; then
-    step "mcpb $MCPB_VERSION (npm, cached in $cache/mcpb)"
+    step "mcpb $MCPB_VERSION (npm, cached in $cache/mcpb-$MCPB_VERSION)"
     mcpb="$cache/mcpb-$MCPB_VERSION/node_modules/.bin/mcpb"
     if [ ! -x "$mcpb" ]; then
         npm install --silent --no-audit --no-fund --prefix "$cache/mcpb-$MCPB_VERSION" \
