@@ -37,6 +37,19 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
 
 
+def _port(text: str) -> int:
+    """--port: a sentence naming the bad value and the range, not argparse's 'invalid int value'."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port: expected a whole number from 0 to 65535 (0: any free port)"
+        )
+    return port
+
+
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     add_settings_flags(parser)
     g = parser.add_argument_group("scope and safety")
@@ -50,7 +63,7 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     t = parser.add_argument_group("transport")
     t.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     t.add_argument("--host", default="127.0.0.1")
-    t.add_argument("--port", type=int, default=8765)
+    t.add_argument("--port", type=_port, default=8765, help="TCP port, 0 for any free one (default 8765)")
     t.add_argument("--stateless", action="store_true", help="HTTP: stateless mode for several replicas")
     t.add_argument("--tokens-file", help="HTTP: bearer token file (TOML/JSON)")
     t.add_argument("--allowed-origin", action="append", default=None, help="HTTP: allowed Origin (repeatable)")

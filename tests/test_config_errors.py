@@ -107,3 +107,11 @@ def test_export_refuses_bad_settings_before_starting_its_sandbox(tmp_path):
     )  # fmt: skip
     assert_sentence(proc, "STRIPE_IDENTITY_MCP_ALLOW_WRITES", "'maybe'", "true or false")
     assert not (tmp_path / "c.jsonl").exists()
+
+
+@pytest.mark.parametrize("port", ["abc", "70000", "-1"])
+def test_a_bad_port_names_the_flag_the_value_and_the_range(tmp_path, port):
+    proc = run_cli(tmp_path, "serve", "--transport", "http", "--sandbox", "--port", port)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"argument --port: '{port}' is not a port: expected a whole number from 0 to 65535" in proc.stderr
+    assert "Traceback" not in proc.stderr and "sandbox listening" not in proc.stderr
