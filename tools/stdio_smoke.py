@@ -111,7 +111,8 @@ def bundle_params(bundle: Path) -> Iterator[StdioServerParameters]:
         user_config = {"stripe_api_key": "sk_test_sandbox", "stripe_scim_token": ""}
         for key, spec in manifest.get("user_config", {}).items():
             if key not in user_config and "default" in spec:
-                user_config[key] = json.dumps(spec["default"]) if isinstance(spec["default"], bool) else str(spec["default"])
+                default = spec["default"]  # booleans reach the environment as "true"/"false"
+                user_config[key] = json.dumps(default) if isinstance(default, bool) else str(default)
         env = {k: _substitute(v, bundle, user_config) for k, v in config.get("env", {}).items()}
         env.update({"STRIPE_API_BASE": sandbox.base_url, "STRIPE_SCIM_BASE": sandbox.scim_base})
         yield StdioServerParameters(
