@@ -32,9 +32,8 @@ def registry_tools() -> list[dict[str, str]]:
     from stripe_identity_mcp.settings import Settings
 
     # Nothing is contacted: building registers tools; connections open only in the server's lifespan.
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, api_key="sk_test_manifest", scim_token="scim_manifest", allow_writes=True
-    )
+    values: dict[str, Any] = {"api_key": "sk_test_manifest", "scim_token": "scim_manifest", "allow_writes": True}
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     server = build_server(settings)
 
     async def listing() -> list[dict[str, str]]:

@@ -68,7 +68,8 @@ async def smoke(params: StdioServerParameters, expect_version: str | None, promp
 
 async def _steps(client: Client, expect_version: str | None, prompts: list[str]) -> dict[str, Any]:
     info = client.server_info
-    check(info is not None and info.name == "stripe-identity-mcp", f"initialize: unexpected serverInfo {info!r}")
+    if info is None or info.name != "stripe-identity-mcp":
+        raise SmokeFailure(f"initialize: unexpected serverInfo {info!r}")
     if expect_version:
         check(info.version == expect_version, f"initialize: version {info.version!r}, expected {expect_version!r}")
     with anyio.fail_after(STEP_TIMEOUT_S):
@@ -94,7 +95,7 @@ async def _steps(client: Client, expect_version: str | None, prompts: list[str])
 def _substitute(value: str, bundle: Path, user_config: dict[str, str]) -> str:
     value = value.replace("${__dirname}", str(bundle))
     for key, setting in user_config.items():
-        value = value.replace("${user_config.%s}" % key, setting)
+        value = value.replace(f"${{user_config.{key}}}", setting)
     return value
 
 
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 command=command[0], args=command[1:], env=clean_env(), cwd=tempfile.gettempdir()
             )
             result = anyio.run(smoke, params, args.expect_version, prompts)
-    except Exception as exc:  # the server's stderr was printed above; one line says what broke
+    except Exception as exc:  # noqa: BLE001 - the server's stderr was printed above; one line says what broke
         print(f"stdio smoke FAILED: {_describe(exc)}", file=sys.stderr)
         return 1
     print(f"stdio smoke ok: {json.dumps(result)}", file=sys.stderr)
