@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test demo install bench clean toolsnaps
+.PHONY: serve test demo install bench clean toolsnaps package-check bundle manifests
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (first run only)..." >&2
@@ -33,9 +33,23 @@ test: $(STAMP)
 toolsnaps: $(STAMP)
 	@UPDATE_TOOLSNAPS=1 $(BIN)/python -m pytest -q tests/test_toolsnaps.py
 
+# The wheel and the bundle as a user gets them, outside the repo (tools/package_check.sh): sdist +
+# wheel, a fresh venv with only the wheel, --version, serve --sandbox over stdio, uvx --from the
+# wheel, mcpb validate + pack, and the packed bundle started from its manifest. CI runs it after
+# `make test`. Needs the package index and npm; `bundle` is the mcpb part alone.
+package-check:
+	@PYTHON=$(PYTHON) bash tools/package_check.sh all
+
+bundle:
+	@PYTHON=$(PYTHON) bash tools/package_check.sh bundle
+
+# Regenerate manifest.json's tool list and every version in manifest.json / server.json.
+manifests: $(STAMP)
+	@$(BIN)/python tools/gen_manifests.py
+
 bench: $(STAMP)
 	@$(BIN)/python benchmarks/export_bench.py
 	@$(BIN)/python benchmarks/http_load.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis dist

@@ -37,6 +37,19 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
 
 
+def _port(text: str) -> int:
+    """--port: a sentence naming the bad value and the range, not argparse's 'invalid int value'."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port: expected a whole number from 0 to 65535 (0: any free port)"
+        )
+    return port
+
+
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     add_settings_flags(parser)
     g = parser.add_argument_group("scope and safety")
@@ -50,7 +63,7 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     t = parser.add_argument_group("transport")
     t.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     t.add_argument("--host", default="127.0.0.1")
-    t.add_argument("--port", type=int, default=8765)
+    t.add_argument("--port", type=_port, default=8765, help="TCP port, 0 for any free one (default 8765)")
     t.add_argument("--stateless", action="store_true", help="HTTP: stateless mode for several replicas")
     t.add_argument("--tokens-file", help="HTTP: bearer token file (TOML/JSON)")
     t.add_argument("--allowed-origin", action="append", default=None, help="HTTP: allowed Origin (repeatable)")
@@ -79,13 +92,14 @@ _FLAG_FIELDS = (
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f, None) is not None}
+    flags = {f: "--" + f.replace("_", "-") for f in overrides}  # errors name the flag the user typed
     overrides.update(extra)
     from pydantic import ValidationError
 
     try:
         return Settings(**overrides)
-    except ValidationError as exc:  # one readable line per setting, never the rejected value
-        raise ConfigError(invalid_settings_message(exc)) from None
+    except ValidationError as exc:  # one sentence per setting: name, bad part, allowed values
+        raise ConfigError(invalid_settings_message(exc, flags)) from None
 
 
 @contextmanager
@@ -94,6 +108,9 @@ def maybe_sandbox(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     if not getattr(args, "sandbox", False):
         yield {}
         return
+    # Refuse bad settings before the emulator starts: an error is then the only thing printed, and
+    # it comes at once. The placeholder bases are replaced by the real loopback ones below.
+    settings_from_args(args, **_sandbox_overrides(args, "http://127.0.0.1:1", "http://127.0.0.1:1/scim/v2"))
     from stripe_identity_mcp.sandbox import SandboxConfig, serve_in_thread
 
     with serve_in_thread(SandboxConfig()) as handle:
@@ -102,13 +119,17 @@ def maybe_sandbox(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             f"(key {SANDBOX_KEY}, SCIM token {SANDBOX_SCIM_TOKEN})",
             file=sys.stderr,
         )
-        yield {
-            "api_base": handle.base_url,
-            "api_key": getattr(args, "api_key", None) or SANDBOX_KEY,
-            "scim_base": handle.scim_base,
-            "scim_token": SANDBOX_SCIM_TOKEN,
-            "sandbox": True,
-        }
+        yield _sandbox_overrides(args, handle.base_url, handle.scim_base)
+
+
+def _sandbox_overrides(args: argparse.Namespace, api_base: str, scim_base: str) -> dict[str, Any]:
+    return {
+        "api_base": api_base,
+        "api_key": getattr(args, "api_key", None) or SANDBOX_KEY,
+        "scim_base": scim_base,
+        "scim_token": SANDBOX_SCIM_TOKEN,
+        "sandbox": True,
+    }
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -141,12 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name, help=help_text, add_help=False)
     if not argv or argv[0] not in {"serve", *EXTERNAL, "-h", "--help", "--version"}:
         argv.insert(0, "serve")
-    if argv[0] in EXTERNAL:
-        module, func, _ = EXTERNAL[argv[0]]
-        runner: Callable[[list[str]], int] = getattr(__import__(module, fromlist=[func]), func)
-        code = runner(argv[1:])
-    else:
-        code = serve(parser.parse_args(argv))
+    try:
+        if argv[0] in EXTERNAL:
+            module, func, _ = EXTERNAL[argv[0]]
+            runner: Callable[[list[str]], int] = getattr(__import__(module, fromlist=[func]), func)
+            code = runner(argv[1:])
+        else:
+            code = serve(parser.parse_args(argv))
+    except ConfigError as exc:  # e.g. refused before the sandbox started: a sentence, not a traceback
+        print(f"stripe-identity-mcp: {exc}", file=sys.stderr)
+        code = 2
     sys.exit(code)
     return code  # pragma: no cover
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -92,13 +93,71 @@ def check_base_url(name: str, value: str) -> str:
     return value
 
 
-def invalid_settings_message(exc: ValidationError) -> str:
-    """One line per invalid field, naming the setting and the rule; never the rejected value."""
+# Settings whose rejected value may be shown back: none of these can hold a credential. Keys, tokens,
+# base URLs (user:password@) and the Stripe-Account header are never echoed.
+_ECHO_SAFE = frozenset({
+    "toolsets", "allow_writes", "allow_live_writes", "read_only", "confirm", "test_rate", "live_rate",
+    "max_retries", "retry_deadline_s", "timeout_s", "log_level", "sandbox",
+})  # fmt: skip
+_BOOLEAN_WORDS = "true or false (1/0, yes/no and on/off work too)"
+_MAX_ECHO = 60
+
+
+def _setting_name(loc: str, flags: Mapping[str, str]) -> tuple[str, str | None]:
+    """(what the user typed: flag or variable, field name) for an error location."""
+    for field_name, info in Settings.model_fields.items():
+        aliases = getattr(info.validation_alias, "choices", None) or []
+        if loc == field_name or loc in aliases:
+            if loc == field_name:  # a keyword argument: a CLI flag, else name the environment variable
+                return flags.get(field_name) or str(aliases[0] if aliases else field_name), field_name
+            return loc, field_name
+    return loc, None
+
+
+def _allowed(field_name: str | None, err_type: str) -> str | None:
+    """The values a setting accepts, in words, from its declared type and bounds."""
+    if err_type.startswith("bool"):
+        return _BOOLEAN_WORDS
+    if field_name is None:
+        return None
+    info = Settings.model_fields[field_name]
+    if err_type == "literal_error":
+        return "one of " + ", ".join(str(v) for v in get_args(info.annotation))
+    kind = "a whole number" if info.annotation is int else "a number"
+    bounds = {k: getattr(m, k) for m in info.metadata for k in ("gt", "ge", "lt", "le") if hasattr(m, k)}
+    words = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
+    if "ge" in bounds and "le" in bounds:
+        return f"{kind} from {bounds['ge']} to {bounds['le']}"
+    parts = [f"{words[k]} {v}" for k, v in bounds.items()]
+    return f"{kind} {' and '.join(parts)}".strip() if parts or err_type.startswith(("int", "float")) else None
+
+
+def _echo(value: object) -> str:
+    text = ascii(str(value))
+    return text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 4] + "...'"
+
+
+def invalid_settings_message(exc: ValidationError, flags: Mapping[str, str] | None = None) -> str:
+    """One sentence per invalid setting: the variable or flag, what is wrong with it, what is allowed.
+
+    `flags` maps field names given on the command line to their flag (e.g. toolsets -> --toolsets) so
+    the message names what the user typed. Credentials and URLs are never echoed (see _ECHO_SAFE), and
+    no pydantic wording or documentation URL reaches the user.
+    """
     lines = []
-    for err in exc.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in err["loc"]) or "settings"
-        message = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(message if message.startswith(("STRIPE_", "--")) else f"{field}: {message}")
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in err["loc"]) or "settings"
+        name, field_name = _setting_name(loc, flags or {})
+        err_type = str(err["type"])
+        if err_type == "value_error":  # our validators already write the sentence
+            message = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(message if message.startswith(("STRIPE_", "--")) else f"{name}: {message}")
+            continue
+        shown = f" is {_echo(err['input'])}" if field_name in _ECHO_SAFE and "input" in err else " is not valid"
+        allowed = _allowed(field_name, err_type)
+        if allowed is None:  # a rule we have no words for: pydantic's phrase, without the value or a URL
+            allowed = str(err["msg"]).removeprefix("Input should be ").rstrip(".")
+        lines.append(f"{name}{shown}: expected {allowed}")
     return "\n".join(lines)
 
 
@@ -192,7 +251,9 @@ class Settings(BaseSettings):
         if value is not None:
             unknown = sorted(set(value) - set(ALL_TOOLSETS))  # type: ignore[arg-type]
             if unknown:
-                raise ValueError(f"unknown toolsets {unknown}; choose from {', '.join(ALL_TOOLSETS)}")
+                raise ValueError(
+                    f"unknown toolsets {unknown}; choose one or more of {', '.join(ALL_TOOLSETS)} (comma-separated)"
+                )
             return tuple(value)  # type: ignore[arg-type]
         return value
 

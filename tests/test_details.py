@@ -40,9 +40,12 @@ def run_cli(
 # --- --version --------------------------------------------------------------------------------------
 def test_version_prints_the_package_version(tmp_path):
     proc = run_cli("--version", cwd=tmp_path)
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    # One version source: pyproject declares the version dynamic and hatch reads it from __init__.py.
+    build = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "version" in build["project"]["dynamic"] and "version" not in build["project"]
+    assert build["tool"]["hatch"]["version"]["path"] == "stripe_identity_mcp/__init__.py"
+    declared = stripe_identity_mcp.__version__
     assert proc.returncode == 0, proc.stderr
-    assert declared == stripe_identity_mcp.__version__
     assert proc.stdout.strip() == f"stripe-identity-mcp {declared}"
 
 
