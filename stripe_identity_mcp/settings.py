@@ -174,6 +174,26 @@ class Settings(BaseSettings):
         validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_RESERVED_CONNECTIONS", "http_reserved_connections"),
     )
 
+    # OAuth 2.1 resource server (HTTP transport; see oauth_jwt, http_oauth). Bot tokens work alongside.
+    oauth_issuer: str | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_ISSUER", "oauth_issuer"))
+    oauth_audience: str | None = Field(
+        None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_AUDIENCE", "oauth_audience")
+    )
+    oauth_jwks_url: str | None = Field(
+        None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_JWKS_URL", "oauth_jwks_url")
+    )
+    public_url: str | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_PUBLIC_URL", "public_url"))
+    # Least seconds between two JWKS refetches triggered by an unknown `kid` (bounds what junk tokens cost).
+    oauth_jwks_refetch_s: float = Field(
+        60.0, ge=0, le=86400, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_JWKS_REFETCH", "oauth_jwks_refetch_s")
+    )
+    # Keys sealing the confirmation round trip's request state (2026-07-28), newest first, comma-separated;
+    # shared by replicas so an answer may land on another one. Unset: a per-process key.
+    state_keys: SecretStr | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_STATE_KEYS", "state_keys"))
+    confirm_ttl_s: float = Field(
+        300.0, gt=0, le=3600, validation_alias=_env("STRIPE_IDENTITY_MCP_CONFIRM_TTL", "confirm_ttl_s")
+    )
+
     # Set when serving against the embedded emulator.
     sandbox: bool = Field(False, validation_alias=_env("STRIPE_IDENTITY_MCP_SANDBOX", "sandbox"))
 
@@ -194,6 +214,35 @@ class Settings(BaseSettings):
     def _check_base(cls, value: str, info: ValidationInfo) -> str:
         name = "STRIPE_API_BASE" if info.field_name == "api_base" else "STRIPE_SCIM_BASE"
         return check_base_url(name, value.rstrip("/"))
+
+    @field_validator("oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url")
+    @classmethod
+    def _check_oauth_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        flag = "--" + (info.field_name or "url").replace("_", "-")
+        return check_base_url(flag, value.rstrip("/") if info.field_name != "oauth_audience" else value)
+
+    @field_validator("state_keys")
+    @classmethod
+    def _check_state_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        keys = [k.strip() for k in value.get_secret_value().split(",")]
+        if not all(keys) or any(len(k) < 32 for k in keys):
+            raise ValueError(
+                "STRIPE_IDENTITY_MCP_STATE_KEYS: comma-separated keys, newest first, each at least 32 characters "
+                '(python -c "import secrets; print(secrets.token_hex(32))")'
+            )
+        for key in keys:
+            check_secret_text("STRIPE_IDENTITY_MCP_STATE_KEYS", key)
+        return value
+
+    def state_key_list(self) -> list[str]:
+        """The request-state keys, newest (sealing) first; empty when none are configured."""
+        if self.state_keys is None:
+            return []
+        return [k.strip() for k in self.state_keys.get_secret_value().split(",")]
 
     @field_validator("api_key", "scim_token")
     @classmethod
@@ -251,6 +300,7 @@ class Settings(BaseSettings):
         for secret in (self.api_key, self.scim_token):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
+        out.extend(self.state_key_list())
         return out
 
 
