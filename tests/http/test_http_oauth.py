@@ -394,3 +394,135 @@ async def test_tools_list_is_sorted_and_the_same_for_both_protocol_generations(s
             new = [t.name for t in (await modern.list_tools()).tools]
             again = [t.name for t in (await modern.list_tools()).tools]
     assert old == sorted(old) and old == new == again
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", ["same token", "other token"])
+async def test_bot_token_confirmation_crosses_replicas_but_not_tokens(sandbox, tmp_path, case):
+    """Bot tokens keep working as before; their round trips are bound to the token (`token:<name>`)."""
+    from tests.http.conftest import make_tokens
+
+    store = sandbox.app.state.sandbox.stores["test"]
+    omar = FIXED_IDS["omar"]
+    path = tmp_path / "tokens.toml"
+    tokens = make_tokens(path, ("bot-a", "writes"), ("bot-b", "writes"))
+    settings = make_settings(
+        sandbox, allow_writes=True, audit_log=tmp_path / "audit.jsonl", tokens_file=path, state_keys=STATE_KEY
+    )
+    asked: list[str] = []
+    with http_server(settings, stateless=True) as a, http_server(settings, stateless=True) as b:
+        transport = Replicas(b.url, tokens["bot-b"] if case == "other token" else None)
+        async with split_client(a.url, tokens["bot-a"], transport, **elicitation("accept", asked)) as client:
+            result = await _delete(client, omar)
+    assert transport.answered >= 1 and asked
+    if case == "same token":
+        assert not isinstance(result, Exception) and not result.is_error, result
+        assert store.customers[omar].get("deleted")
+    else:
+        assert isinstance(result, MCPError) and "Invalid or expired requestState" in str(result)
+        assert not store.customers[omar].get("deleted")
+
+
+# --- configuration ---------------------------------------------------------------------------------------
+
+
+def test_public_url_is_the_resource_and_the_default_audience(sandbox, tmp_path, issuer):
+    settings = oauth_settings(sandbox, tmp_path, issuer, public_url="https://mcp.example.test/")
+    with http_server(settings) as srv:
+        doc = httpx.get(srv.base + "/.well-known/oauth-protected-resource").json()
+        missing = httpx.post(srv.url, json=INIT, headers=MCP_HEADERS)
+        public = httpx.post(srv.url, json=INIT, headers=bearer(issuer.mint(AUDIENCE)))
+        local = httpx.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url)))
+    assert doc["resource"] == AUDIENCE
+    assert challenge_params(missing.headers["www-authenticate"])["resource_metadata"] == (
+        "https://mcp.example.test/.well-known/oauth-protected-resource/mcp"
+    )
+    assert public.status_code == 200, public.text
+    assert local.status_code == 401  # minted for the bound address, not for the public resource
+
+
+def test_oauth_configuration_errors_say_what_to_fix(sandbox, tmp_path):
+    from pydantic import ValidationError
+
+    from stripe_identity_mcp.settings import ConfigError, invalid_settings_message
+    from stripe_identity_mcp.transport_http import HttpOptions, prepare_http
+
+    plain = make_settings(sandbox, oauth_issuer="http://idp.example.com")
+    with pytest.raises(ConfigError, match="--oauth-issuer must be an https:// URL"):
+        prepare_http(plain, HttpOptions(port=0))
+    with pytest.raises(ValidationError) as short:
+        make_settings(sandbox, state_keys="short-secret-value")
+    message = invalid_settings_message(short.value)
+    assert "STRIPE_IDENTITY_MCP_STATE_KEYS" in message and "short-secret-value" not in message
+    with pytest.raises(ValidationError) as userinfo:
+        make_settings(sandbox, oauth_issuer="https://user:pw@idp.example.com")
+    assert "--oauth-issuer" in invalid_settings_message(userinfo.value)
+    assert "pw@" not in invalid_settings_message(userinfo.value)
+    secrets = make_settings(sandbox, state_keys=f"{STATE_KEY},{OTHER_KEY}").secrets()
+    assert STATE_KEY in secrets and OTHER_KEY in secrets  # redacted from logs like the API key
+
+
+def test_cli_flags_serve_oauth_with_the_embedded_sandbox(tmp_path, issuer):
+    import os
+    import queue
+    import re
+    import subprocess
+    import sys
+    import threading
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
+    env["PYTHONPATH"] = str(root)
+    cmd = [sys.executable, "-m", "stripe_identity_mcp", "serve", "--transport", "http", "--sandbox", "--port", "0",
+           "--oauth-issuer", issuer.url, "--oauth-audience", AUDIENCE, "--oauth-jwks-url", issuer.url + "/jwks",
+           "--audit-log", str(tmp_path / "audit.jsonl")]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stderr.readline, "")], daemon=True).start()  # type: ignore[union-attr]
+    token = issuer.mint(AUDIENCE)
+    try:
+        url, seen = None, []
+        for _ in range(60):  # bounded: at most 60 lines / 60 s
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                if proc.poll() is not None:
+                    break
+                continue
+            seen.append(line)
+            match = re.search(r"at (http://127\.0\.0\.1:\d+/mcp)", line)
+            if match:
+                url = match.group(1)
+                break
+        assert url, "\n".join(seen)
+        doc = httpx.get(url.removesuffix("/mcp") + "/.well-known/oauth-protected-resource/mcp", timeout=10).json()
+        accepted = httpx.post(url, json=INIT, headers=bearer(token), timeout=10)
+        refused = httpx.post(url, json=INIT, headers=bearer(issuer.mint(url)), timeout=10)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert doc["resource"] == url and doc["authorization_servers"] == [issuer.url]
+    assert accepted.status_code == 200, accepted.text
+    assert refused.status_code == 401  # --oauth-audience: the bound URL is not the audience
+    assert issuer.discovery_fetches == 0  # --oauth-jwks-url: no discovery
+    assert any("OAuth: access tokens from" in line for line in seen)
+    assert token not in out + err + "".join(seen)
+
+
+@pytest.mark.anyio
+async def test_live_key_writes_also_need_live_write(sandbox, tmp_path, issuer):
+    settings = oauth_settings(sandbox, tmp_path, issuer, api_key="sk_live_sandbox", allow_live_writes=True)
+    with http_server(settings) as srv:
+        test_only = issuer.mint(srv.url, scope="customers:write")
+        live = issuer.mint(srv.url, scope="customers:write live:write")
+        async with http_client(srv.url, test_only) as client:
+            without = {t.name for t in (await client.list_tools()).tools}
+        async with http_client(srv.url, live) as client:
+            with_live = {t.name for t in (await client.list_tools()).tools}
+        refused = httpx.post(srv.url, json=call("create_customer", {"email": "l@example.com"}), headers=bearer(test_only))
+        doc = httpx.get(srv.base + "/.well-known/oauth-protected-resource").json()
+    assert "create_customer" not in without and CUSTOMER_READ_TOOLS <= without
+    assert "create_customer" in with_live
+    assert refused.status_code == 403
+    assert challenge_params(refused.headers["www-authenticate"])["scope"] == "customers:write live:write"
+    assert "live:write" in doc["scopes_supported"]
