@@ -74,11 +74,14 @@ class OAuthResource:
         # Strings, validated by the model (which keeps a path-less issuer without a trailing slash:
         # clients compare issuers as exact strings).
         metadata = ProtectedResourceMetadata.model_validate(
-            {"resource": self.resource, "authorization_servers": [self.issuer]} | dict(
-            scopes_supported=self.scopes,
-            bearer_methods_supported=["header"],
-            resource_name="stripe-identity-mcp",
-        ))
+            {
+                "resource": self.resource,
+                "authorization_servers": [self.issuer],
+                "scopes_supported": self.scopes,
+                "bearer_methods_supported": ["header"],
+                "resource_name": "stripe-identity-mcp",
+            }
+        )
         endpoint = cors_middleware(ProtectedResourceMetadataHandler(metadata).handle, ["GET", "OPTIONS"])
         return Router(
             routes=[

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from mcp.server.caching import CacheHint
+from mcp.server.caching import CacheableMethod, CacheHint
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.request_state import RequestStateSecurity
@@ -36,7 +36,7 @@ MAX_AUDITED_ARGS = 20
 
 # The catalogue is fixed for the life of the process (restart to change flags or scopes), but what a
 # caller sees depends on its credentials: so the hint is private (per authorization context).
-CACHE_HINTS = {"tools/list": CacheHint(ttl_ms=5 * 60 * 1000, scope="private")}
+CACHE_HINTS: dict[CacheableMethod, CacheHint] = {"tools/list": CacheHint(ttl_ms=5 * 60 * 1000, scope="private")}
 
 
 class AuditedServer(MCPServer[AppDeps]):

@@ -27,7 +27,13 @@ Design (decided here; see also SPEC §5, §11)
   [::1] on that port; allowed Origins = http://<each of those>. `--allowed-host` /
   `--allowed-origin` (repeatable, `:*` port wildcards allowed) add to them. Requests without an
   Origin (bots, curl) pass the Origin check; browsers always send one.
-* Without a tokens file: on a loopback host the server runs unauthenticated (warning on stderr,
+* OAuth 2.1 (`--oauth-issuer`, see `http_oauth`): people's JWT access tokens, alongside the bot
+  tokens (a bearer matching no bot token is validated as a JWT). Their servers are built per
+  capability set on first use; their session managers run in a task group of the front lifespan.
+* Confirmation round trips (2026-07-28 `requestState`) are sealed with one key ring per process
+  (`STRIPE_IDENTITY_MCP_STATE_KEYS`, shared by replicas; else a random per-process key) and bound
+  to the principal: the bot token's caller, or the person's (client, issuer, subject).
+* Without a tokens file or an OAuth issuer: on a loopback host the server runs unauthenticated (warning on stderr,
   audit caller "anonymous"); on any other host it refuses to start (exit 2). A configured but empty
   or invalid tokens file is always an error. Tokens are read at start; restart to apply changes.
 * uvicorn: access log off (nothing about requests, let alone Authorization headers, is logged),
@@ -417,6 +423,11 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
         raise ConfigError(f"{exc}: fix --reserved-connections / --max-connections") from None
 
 
+def _fixed_principal(caller: str) -> Callable[[Any], str]:
+    """Request-state principal of a bot token's (or the anonymous) server: constant, like its caller."""
+    return lambda _ctx: caller
+
+
 def _public_url(settings: Settings, host: str, port: int) -> str:
     """The URL of /mcp as clients reach it: --public-url (with /mcp appended unless given), else the bound one."""
     base = settings.public_url or f"http://{_url_host(host)}:{port}"
@@ -526,7 +537,7 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
             server = build_server(
                 scoped,
                 open_app_deps=front.opener(caller),
-                request_state_security=state_security(lambda _ctx, fixed=caller: fixed),
+                request_state_security=state_security(_fixed_principal(caller)),
             )
             serve_http(server)
             front.add(TokenRoute(caller=caller, settings=scoped, server=server))

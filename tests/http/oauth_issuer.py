@@ -72,7 +72,7 @@ def running_issuer() -> Iterator[Issuer]:
     issuer = Issuer(url="", keys=[SigningKey.generate()])
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - stdlib API
+        def do_GET(self) -> None:
             if self.path == "/.well-known/openid-configuration":
                 issuer.discovery_fetches += 1
                 body = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks", "token_endpoint": issuer.url + "/token"}
@@ -89,7 +89,7 @@ def running_issuer() -> Iterator[Issuer]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: nothing on stderr per request
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -321,9 +321,12 @@ class Replicas(httpx2.AsyncBaseTransport):
 @asynccontextmanager
 async def split_client(url: str, token: str, transport: Replicas, **kwargs: Any) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx2.AsyncClient(headers=headers, transport=transport, timeout=httpx2.Timeout(30, read=60)) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode="auto", **kwargs) as client:  # type: ignore[arg-type]
-            yield client
+    timeout = httpx2.Timeout(30, read=60)
+    async with (
+        httpx2.AsyncClient(headers=headers, transport=transport, timeout=timeout) as http,
+        Client(streamable_http_client(url, http_client=http), mode="auto", **kwargs) as client,  # type: ignore[arg-type]
+    ):
+        yield client
 
 
 def replica_settings(sb: Any, tmp_path: Path, issuer: Issuer, key: str, **overrides: Any) -> Any:
