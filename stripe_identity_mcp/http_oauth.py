@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import cached_property
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +71,9 @@ class OAuthResource:
     def metadata_url(self) -> str:
         return str(build_resource_metadata_url(AnyHttpUrl(self.resource)))
 
+    @cached_property
     def metadata_app(self) -> Router:
+        """The RFC 9728 document at both well-known paths (built once: nothing in it changes while we run)."""
         # Strings, validated by the model (which keeps a path-less issuer without a trailing slash:
         # clients compare issuers as exact strings).
         metadata = ProtectedResourceMetadata.model_validate(

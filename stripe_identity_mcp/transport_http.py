@@ -266,7 +266,7 @@ class FrontApp:
             await JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})(scope, receive, send)
             return
         if self.oauth is not None and (path == METADATA_PATH or path.startswith(METADATA_PATH + "/")):
-            await self.oauth.metadata_app()(scope, receive, send)
+            await self.oauth.metadata_app(scope, receive, send)
             return
         if path != "/mcp":
             await JSONResponse({"error": "not_found", "message": "the MCP endpoint is /mcp"}, 404)(scope, receive, send)

@@ -394,9 +394,11 @@ async def test_tools_list_is_sorted_and_the_same_for_both_protocol_generations(s
         token = issuer.mint(srv.url, scope="customers:write billing:read connect:read")
         async with http_client(srv.url, token, mode="legacy") as legacy, http_client(srv.url, token, mode="auto") as modern:
             old = [t.name for t in (await legacy.list_tools()).tools]
-            new = [t.name for t in (await modern.list_tools()).tools]
+            listed = await modern.list_tools()
+            new = [t.name for t in listed.tools]
             again = [t.name for t in (await modern.list_tools()).tools]
     assert old == sorted(old) and old == new == again
+    assert listed.ttl_ms == 300_000 and listed.cache_scope == "private"  # depends on who asks: never shared
 
 
 @pytest.mark.anyio
@@ -529,3 +531,29 @@ async def test_live_key_writes_also_need_live_write(sandbox, tmp_path, issuer):
     assert refused.status_code == 403
     assert challenge_params(refused.headers["www-authenticate"])["scope"] == "customers:write live:write"
     assert "live:write" in doc["scopes_supported"]
+
+
+def test_a_silent_issuer_times_out_into_a_503(sandbox, tmp_path, monkeypatch):
+    import socket
+
+    from stripe_identity_mcp import oauth_jwt
+
+    monkeypatch.setattr(oauth_jwt, "FETCH_TIMEOUT_S", 0.5)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections (the kernel does) and never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        settings = make_settings(sandbox, audit_log=tmp_path / "audit.jsonl", oauth_issuer=url)
+        with http_server(settings) as srv:
+            token = jwt.encode({"sub": "x"}, SigningKey.generate().private, algorithm="RS256", headers={"kid": "k"})
+            started = time.monotonic()
+            first = httpx.post(srv.url, json=INIT, headers=bearer(token), timeout=30)
+            elapsed = time.monotonic() - started
+            again = httpx.post(srv.url, json=INIT, headers=bearer(token), timeout=30)  # backs off: no new wait
+            health = httpx.get(srv.base + "/healthz")
+    finally:
+        silent.close()
+    assert first.status_code == 503 and again.status_code == 503
+    assert elapsed < 10
+    assert health.status_code == 200
