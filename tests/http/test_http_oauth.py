@@ -557,3 +557,13 @@ def test_a_silent_issuer_times_out_into_a_503(sandbox, tmp_path, monkeypatch):
     assert first.status_code == 503 and again.status_code == 503
     assert elapsed < 10
     assert health.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_scp_list_and_azp_claims_work_like_scope_and_client_id(sandbox, tmp_path, issuer):
+    """Okta/Entra put scopes in `scp` (a list) and the client in `azp`/`cid`."""
+    with http_server(oauth_settings(sandbox, tmp_path, issuer)) as srv:
+        token = issuer.mint(srv.url, scope=None, scp=["customers:read", "offline_access"], client_id=None, cid="okta-app")
+        async with http_client(srv.url, token, mode="auto") as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+    assert tools == CUSTOMER_READ_TOOLS | {"describe_access"}
