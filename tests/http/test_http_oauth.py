@@ -567,3 +567,19 @@ async def test_scp_list_and_azp_claims_work_like_scope_and_client_id(sandbox, tm
         async with http_client(srv.url, token, mode="auto") as client:
             tools = {t.name for t in (await client.list_tools()).tools}
     assert tools == CUSTOMER_READ_TOOLS | {"describe_access"}
+
+
+def test_bot_tokens_and_people_side_by_side(sandbox, tmp_path, issuer):
+    from tests.http.conftest import make_tokens
+
+    path = tmp_path / "tokens.toml"
+    tokens = make_tokens(path, ("support-bot", "read-only"))
+    with http_server(oauth_settings(sandbox, tmp_path, issuer, tokens_file=path)) as srv:
+        bot = httpx.post(srv.url, json=INIT, headers=bearer(tokens["support-bot"]))
+        person = httpx.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url)))
+        wrong_bot = httpx.post(srv.url, json=INIT, headers=bearer(tokens["support-bot"] + "x"))
+    assert bot.status_code == 200 and person.status_code == 200
+    assert wrong_bot.status_code == 401
+    params = challenge_params(wrong_bot.headers["www-authenticate"])
+    assert params["error"] == "invalid_token" and params["resource_metadata"].endswith("/oauth-protected-resource/mcp")
+    assert tokens["support-bot"] not in wrong_bot.text
