@@ -605,7 +605,7 @@ def run_http(settings: Settings, args: Any) -> int:
             )
         scopes = ", ".join(
             f"{r.caller}={'writes' if r.settings.writes_enabled else 'read-only'}" for r in prepared.app.routes
-        )
+        ) or "people by OAuth scopes"
         mode = "stateless" if options.stateless else "stateful"
         log(f"MCP over streamable HTTP ({mode}) at {prepared.url} — health {prepared.url[:-4]}/healthz — {scopes}")
         if not is_loopback(options.host) and not options.allowed_hosts:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import jwt
@@ -268,14 +269,24 @@ async def test_audit_log_names_the_person_and_the_client(sandbox, tmp_path, issu
         bob = issuer.mint(
             srv.url, scope="billing:write customers:read", sub="user-5678", email=None, preferred_username="bob", client_id=None, azp="claude"
         )
+        results: dict[str, Any] = {}
         async with http_client(srv.url, alice, mode=protocol_mode) as a, http_client(srv.url, bob, mode=protocol_mode) as b:
-            ra = await a.call_tool("create_portal_session", {"customer_id": jane, "return_url": "https://a.example"})
-            rb = await b.call_tool("create_portal_session", {"customer_id": omar, "return_url": "https://b.example"})
-    assert not ra.is_error and not rb.is_error
-    callers = {line["target"]: line["caller"] for line in audit_lines(tmp_path)}
-    assert callers == {
-        jane: "user:user-1234 email=alice@example.com client=vscode-mcp",
-        omar: "user:user-5678 username=bob client=claude",
+
+            async def portal(client: Client, customer: str, label: str) -> None:
+                args = {"customer_id": customer, "return_url": f"https://{label}.example"}
+                results[label] = await client.call_tool("create_portal_session", args)
+
+            async with anyio.create_task_group() as tasks:  # at the same time: the caller is per request
+                for _ in range(3):
+                    tasks.start_soon(portal, a, jane, "a")
+                    tasks.start_soon(portal, b, omar, "b")
+    assert not results["a"].is_error and not results["b"].is_error
+    lines = audit_lines(tmp_path)
+    assert len(lines) == 6
+    pairs = {(line["target"], line["caller"]) for line in lines}  # every line, not just the last per target
+    assert pairs == {
+        (jane, "user:user-1234 email=alice@example.com client=vscode-mcp"),
+        (omar, "user:user-5678 username=bob client=claude"),
     }
     text = (tmp_path / "audit.jsonl").read_text()
     assert alice not in text and bob not in text
@@ -349,8 +360,6 @@ async def test_confirmation_started_on_one_server_is_answered_on_another(sandbox
         inner = callbacks["elicitation_callback"]
 
         async def slow(ctx: Any, params: Any) -> Any:
-            import anyio
-
             await anyio.sleep(0.3)  # the human takes longer than the state lives
             return await inner(ctx, params)
 
