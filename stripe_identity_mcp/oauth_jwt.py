@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import anyio
@@ -44,6 +44,14 @@ MAX_SCOPES = 64
 MAX_TOKEN_CHARS = 16 * 1024
 # After a failed fetch, requests fail fast for this long instead of each trying again (the IdP is down).
 FAILURE_BACKOFF_S = 5.0
+
+
+class OpaqueVerifier(Protocol):
+    """Validates a bearer that is not a JWT (`oauth_introspection.Introspector`)."""
+
+    async def verify(self, token: str) -> AccessToken: ...
+
+    async def aclose(self) -> None: ...
 
 
 class TokenRejected(Exception):
@@ -104,8 +112,11 @@ class JwtVerifier:
     `verify(token)` raises with a reason; `verify_token(token)` is the SDK protocol (None when refused).
     """
 
-    def __init__(self, policy: JwtPolicy, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, policy: JwtPolicy, http: httpx.AsyncClient | None = None, opaque: OpaqueVerifier | None = None
+    ) -> None:
         self.policy = policy
+        self.opaque = opaque  # RFC 7662 introspection for bearers that are not JWTs (oauth_introspection)
         self._http = http
         self._jwks_url = policy.jwks_url
         self._keys: dict[str | None, dict[str, Any]] = {}
@@ -116,6 +127,8 @@ class JwtVerifier:
         self.fetches = 0  # JWKS downloads so far (tests and the log read it)
 
     async def aclose(self) -> None:
+        if self.opaque is not None:
+            await self.opaque.aclose()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -132,6 +145,8 @@ class JwtVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
+            if self.opaque is not None:
+                return await self.opaque.verify(token)
             raise TokenRejected("the access token is not a JWT") from None
         alg = header.get("alg")
         if alg not in ALLOWED_ALGORITHMS:

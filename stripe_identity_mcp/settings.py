@@ -183,6 +183,16 @@ class Settings(BaseSettings):
         None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_JWKS_URL", "oauth_jwks_url")
     )
     public_url: str | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_PUBLIC_URL", "public_url"))
+    # Opaque (non-JWT) access tokens: RFC 7662 introspection, as this resource server's own client.
+    oauth_introspection_url: str | None = Field(
+        None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_INTROSPECTION_URL", "oauth_introspection_url")
+    )
+    oauth_client_id: str | None = Field(
+        None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_CLIENT_ID", "oauth_client_id")
+    )
+    oauth_client_secret: SecretStr | None = Field(
+        None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_CLIENT_SECRET", "oauth_client_secret")
+    )
     # Least seconds between two JWKS refetches triggered by an unknown `kid` (bounds what junk tokens cost).
     oauth_jwks_refetch_s: float = Field(
         60.0, ge=0, le=86400, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_JWKS_REFETCH", "oauth_jwks_refetch_s")
@@ -215,7 +225,7 @@ class Settings(BaseSettings):
         name = "STRIPE_API_BASE" if info.field_name == "api_base" else "STRIPE_SCIM_BASE"
         return check_base_url(name, value.rstrip("/"))
 
-    @field_validator("oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url")
+    @field_validator("oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url", "oauth_introspection_url")
     @classmethod
     def _check_oauth_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
@@ -244,11 +254,12 @@ class Settings(BaseSettings):
             return []
         return [k.strip() for k in self.state_keys.get_secret_value().split(",")]
 
-    @field_validator("api_key", "scim_token")
+    @field_validator("api_key", "scim_token", "oauth_client_secret")
     @classmethod
     def _clean_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None:
-            name = "STRIPE_API_KEY" if info.field_name == "api_key" else "STRIPE_SCIM_TOKEN"
+            names = {"api_key": "STRIPE_API_KEY", "scim_token": "STRIPE_SCIM_TOKEN"}
+            name = names.get(info.field_name or "", "STRIPE_IDENTITY_MCP_OAUTH_CLIENT_SECRET")
             check_secret_text(name, value.get_secret_value())
         return value
 
@@ -297,7 +308,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, for redaction."""
         out = []
-        for secret in (self.api_key, self.scim_token):
+        for secret in (self.api_key, self.scim_token, self.oauth_client_secret):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
         out.extend(self.state_key_list())

@@ -92,6 +92,7 @@ from stripe_identity_mcp.http_guard import (
     fit_to_fd_limit,
     guarded_protocol,
 )
+from stripe_identity_mcp.oauth_introspection import IntrospectionPolicy, Introspector
 from stripe_identity_mcp.oauth_jwt import IssuerUnavailable, JwtPolicy, JwtVerifier, TokenRejected
 from stripe_identity_mcp.oauth_scopes import (
     Capabilities,
@@ -448,16 +449,34 @@ def oauth_resource(settings: Settings, host: str, port: int) -> OAuthResource:
     if settings.oauth_jwks_url:
         _require_tls("--oauth-jwks-url", settings.oauth_jwks_url)
     resource = _public_url(settings, host, port)
+    audience = settings.oauth_audience or resource
+    opaque = None
+    if settings.oauth_introspection_url:
+        _require_tls("--oauth-introspection-url", settings.oauth_introspection_url)
+        if not settings.oauth_client_id or settings.oauth_client_secret is None:
+            raise ConfigError(
+                "--oauth-introspection-url needs this server's client credentials at the issuer: set "
+                "STRIPE_IDENTITY_MCP_OAUTH_CLIENT_ID and STRIPE_IDENTITY_MCP_OAUTH_CLIENT_SECRET"
+            )
+        opaque = Introspector(
+            IntrospectionPolicy(
+                url=settings.oauth_introspection_url,
+                client_id=settings.oauth_client_id,
+                client_secret=settings.oauth_client_secret.get_secret_value(),
+                issuer=settings.oauth_issuer,
+                audience=audience,
+            )
+        )
     policy = JwtPolicy(
         issuer=settings.oauth_issuer,
-        audience=settings.oauth_audience or resource,
+        audience=audience,
         jwks_url=settings.oauth_jwks_url,
         refetch_s=settings.oauth_jwks_refetch_s,
     )
     return OAuthResource(
         resource=resource,
         issuer=settings.oauth_issuer,
-        verifier=JwtVerifier(policy),
+        verifier=JwtVerifier(policy, opaque=opaque),
         scopes=scopes_supported(settings),
     )
 

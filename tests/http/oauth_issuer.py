@@ -3,6 +3,7 @@ loopback (a stdlib HTTP server in a thread), tokens minted with PyJWT."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -41,6 +43,10 @@ class Issuer:
     keys: list[SigningKey]  # published in the JWKS
     jwks_fetches: int = 0
     discovery_fetches: int = 0
+    # RFC 7662: opaque token → the introspection answer; only this client may introspect.
+    opaque: dict[str, dict[str, Any]] = field(default_factory=dict)
+    introspection_client: tuple[str, str] = ("mcp-resource", "introspection-secret-0123456789")
+    introspections: int = 0
 
     def rotate(self, key: SigningKey) -> None:
         """Publish `key` (the IdP starts signing with it; the old keys stay published)."""
@@ -82,6 +88,26 @@ def running_issuer() -> Iterator[Issuer]:
             else:
                 self.send_error(404)
                 return
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:  # noqa: N802 - stdlib API
+            if self.path != "/introspect":
+                self.send_error(404)
+                return
+            length = int(self.headers.get("Content-Length", "0"))
+            form = parse_qs(self.rfile.read(length).decode())
+            expected = base64.b64encode(":".join(issuer.introspection_client).encode()).decode()
+            if self.headers.get("Authorization") != f"Basic {expected}":
+                self.send_error(401)
+                return
+            issuer.introspections += 1
+            token = form.get("token", [""])[0]
+            body = issuer.opaque.get(token, {"active": False})
             data = json.dumps(body).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -592,3 +592,60 @@ def test_bot_tokens_and_people_side_by_side(sandbox, tmp_path, issuer):
     params = challenge_params(wrong_bot.headers["www-authenticate"])
     assert params["error"] == "invalid_token" and params["resource_metadata"].endswith("/oauth-protected-resource/mcp")
     assert tokens["support-bot"] not in wrong_bot.text
+
+
+# --- opaque tokens (RFC 7662 introspection) ------------------------------------------------------------
+
+
+def test_opaque_tokens_are_introspected_cached_and_checked(sandbox, tmp_path, issuer, capfd):
+    client_id, secret = issuer.introspection_client
+    settings = oauth_settings(
+        sandbox,
+        tmp_path,
+        issuer,
+        oauth_introspection_url=issuer.url + "/introspect",
+        oauth_client_id=client_id,
+        oauth_client_secret=secret,
+        log_level="DEBUG",
+    )
+    now = int(time.time())
+    with http_server(settings) as srv:
+        active = {"active": True, "iss": issuer.url, "aud": srv.url, "sub": "user-42", "scope": "customers:read",
+                  "client_id": "inspector", "exp": now + 300}  # fmt: skip
+        issuer.opaque = {
+            "opaque-good": active,
+            "opaque-revoked": {"active": False},
+            "opaque-no-aud": {k: v for k, v in active.items() if k != "aud"},
+            "opaque-other-aud": {**active, "aud": "https://other.example/mcp"},
+            "opaque-expired": {**active, "exp": now - 120},
+        }
+        good = httpx.post(srv.url, json=INIT, headers=bearer("opaque-good"))
+        again = httpx.post(srv.url, json=INIT, headers=bearer("opaque-good"))
+        calls_after_good = issuer.introspections
+        write = httpx.post(srv.url, json=call("create_customer", {"email": "o@example.com"}), headers=bearer("opaque-good"))
+        refused = {t: httpx.post(srv.url, json=INIT, headers=bearer(t)) for t in issuer.opaque if t != "opaque-good"}
+        issuer.introspection_client = (client_id, "rotated-at-the-idp-0123456789")
+        bad_credentials = httpx.post(srv.url, json=INIT, headers=bearer("opaque-never-seen"))
+    assert good.status_code == 200 and again.status_code == 200
+    assert calls_after_good == 1  # the second request used the cached answer
+    assert write.status_code == 403
+    for token, response in refused.items():
+        assert response.status_code == 401, token
+        assert challenge_params(response.headers["www-authenticate"])["error"] == "invalid_token"
+    assert "not active" in refused["opaque-revoked"].json()["message"]
+    assert "another resource" in refused["opaque-no-aud"].json()["message"]
+    assert "another resource" in refused["opaque-other-aud"].json()["message"]
+    assert "expired" in refused["opaque-expired"].json()["message"]
+    assert bad_credentials.status_code == 503
+    assert "credentials" in bad_credentials.json()["message"]
+    out, err = capfd.readouterr()
+    assert secret not in out + err and secret not in bad_credentials.text
+
+
+def test_introspection_needs_client_credentials(sandbox, tmp_path, issuer):
+    from stripe_identity_mcp.settings import ConfigError
+    from stripe_identity_mcp.transport_http import HttpOptions, prepare_http
+
+    settings = oauth_settings(sandbox, tmp_path, issuer, oauth_introspection_url=issuer.url + "/introspect")
+    with pytest.raises(ConfigError, match="STRIPE_IDENTITY_MCP_OAUTH_CLIENT_SECRET"):
+        prepare_http(settings, HttpOptions(port=0))
