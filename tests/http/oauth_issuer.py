@@ -95,7 +95,7 @@ def running_issuer() -> Iterator[Issuer]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib API
+        def do_POST(self) -> None:
             if self.path != "/introspect":
                 self.send_error(404)
                 return
