@@ -16,6 +16,9 @@ What is checked, in this order (any failure → `TokenRejected`, a 401 `invalid_
 Fetches are bounded: `FETCH_TIMEOUT_S` per request, `MAX_DOCUMENT_BYTES` per body, no redirects.
 An issuer we cannot reach raises `IssuerUnavailable` (a 503 for the client: its token may be fine).
 
+A bearer that is not a JWT goes to the `opaque` verifier when one is configured (RFC 7662
+introspection, `oauth_introspection`), else it is refused.
+
 Messages in `TokenRejected.description` go to the client: fixed texts, never token content.
 """
 
