@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test demo install bench clean toolsnaps package-check bundle manifests
+.PHONY: serve test demo install bench clean toolsnaps package-check bundle manifests conformance
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (first run only)..." >&2
@@ -50,6 +50,10 @@ manifests: $(STAMP)
 bench: $(STAMP)
 	@$(BIN)/python benchmarks/export_bench.py
 	@$(BIN)/python benchmarks/http_load.py
+
+# The official MCP conformance suite against the HTTP transport (needs npm; see conformance/run.sh).
+conformance: $(STAMP)
+	@PYTHON_BIN=$(abspath $(BIN))/python bash conformance/run.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis dist

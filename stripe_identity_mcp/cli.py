@@ -80,6 +80,13 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
                    help="HTTP: open connections per client IP address (default 128)")
     t.add_argument("--reserved-connections", dest="http_reserved_connections", type=int, metavar="N",
                    help="HTTP: slots that connections without a request in progress never take (default 128)")
+    o = parser.add_argument_group("OAuth 2.1 resource server (HTTP; see README 'Team sign-in')")
+    o.add_argument("--oauth-issuer", metavar="URL", help="accept access tokens (JWTs) from this issuer")
+    o.add_argument("--oauth-audience", metavar="URI", help="required `aud` (default: the public URL of /mcp)")
+    o.add_argument("--oauth-jwks-url", metavar="URL", help="the issuer's JWKS (default: discovered from the issuer)")
+    o.add_argument("--public-url", metavar="URL", help="this server's URL as clients reach it (default http://HOST:PORT)")
+    o.add_argument("--oauth-introspection-url", metavar="URL",
+                   help="RFC 7662 endpoint for opaque tokens (credentials: env STRIPE_IDENTITY_MCP_OAUTH_CLIENT_ID/_SECRET)")
 
 
 _FLAG_FIELDS = (
@@ -87,6 +94,7 @@ _FLAG_FIELDS = (
     "allow_writes", "allow_live_writes", "read_only", "confirm", "audit_log", "export_dir", "tokens_file",
     "http_header_timeout_s", "http_keep_alive_s", "http_write_timeout_s", "http_max_connections",
     "http_max_connections_per_ip", "http_reserved_connections",
+    "oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url", "oauth_introspection_url",
 )  # fmt: skip
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+from mcp.server.caching import CacheableMethod, CacheHint
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.request_state import RequestStateSecurity
 from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
@@ -31,6 +34,10 @@ INSTRUCTIONS = (
 # The argument a write tool acts on, for the audit line of a call refused before its body ran.
 TARGET_ARGS = ("customer_id", "payment_method", "member_id", "email")
 MAX_AUDITED_ARGS = 20
+
+# The catalogue is fixed for the life of the process (restart to change flags or scopes), but what a
+# caller sees depends on its credentials: so the hint is private (per authorization context).
+CACHE_HINTS: dict[CacheableMethod, CacheHint] = {"tools/list": CacheHint(ttl_ms=5 * 60 * 1000, scope="private")}
 
 
 class AuditedServer(MCPServer[AppDeps]):
@@ -63,8 +70,9 @@ class AuditedServer(MCPServer[AppDeps]):
             raise ToolError(f"Error executing tool {name}: {without_rejected_values(cause)}") from cause
 
     async def list_tools(self) -> list[MCPTool]:
-        """The published definitions, slimmed for the model's context (schema_slim.py)."""
-        return [slim_tool(tool) for tool in await super().list_tools()]
+        """The published definitions, slimmed for the model's context (schema_slim.py) and sorted by
+        name: the same order on every list, replica and protocol generation (clients cache it)."""
+        return sorted((slim_tool(tool) for tool in await super().list_tools()), key=lambda tool: tool.name)
 
     async def _writes(self) -> frozenset[str]:
         """Names of the tools not annotated read-only (registration is over before the first call)."""
@@ -97,11 +105,15 @@ def build_server(
     settings: Settings,
     *,
     open_app_deps: Callable[[Settings], AbstractAsyncContextManager[AppDeps]] | None = None,
+    without_tools: Iterable[str] = (),
+    request_state_security: RequestStateSecurity | None = None,
 ) -> MCPServer[AppDeps]:
     """Build the MCP server for `settings`. Write tools are only registered when writes are enabled.
 
     `open_app_deps` replaces `open_deps` in the lifespan (the HTTP transport shares one Stripe client
-    between the servers it builds per bearer token).
+    between the servers it builds per bearer token). `without_tools` are removed after registration
+    (OAuth scopes are finer than the settings: writes per toolset). `request_state_security`
+    seals the confirmation round trip's state (default: a key of this process only).
     """
     settings.secret_key()  # fail early, with the how-to-configure message, when there is no key
     opener = open_app_deps or open_deps
@@ -117,10 +129,15 @@ def build_server(
         version=__version__,
         log_level=settings.log_level,
         lifespan=lifespan,
+        request_state_security=request_state_security,
+        cache_hints=CACHE_HINTS,
     )
     enabled = settings.enabled_toolsets()
     for toolset in REGISTRY:
         if toolset.TOOLSET == "access" or toolset.TOOLSET in enabled:
             toolset.register(server, settings)
+    for name in without_tools:
+        with contextlib.suppress(ToolError):  # not registered for these settings: nothing to remove
+            server.remove_tool(name)
     register_prompts(server)
     return server

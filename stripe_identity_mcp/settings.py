@@ -240,6 +240,36 @@ class Settings(BaseSettings):
         validation_alias=_env("STRIPE_IDENTITY_MCP_HTTP_RESERVED_CONNECTIONS", "http_reserved_connections"),
     )
 
+    # OAuth 2.1 resource server (HTTP transport; see oauth_jwt, http_oauth). Bot tokens work alongside.
+    oauth_issuer: str | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_ISSUER", "oauth_issuer"))
+    oauth_audience: str | None = Field(
+        None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_AUDIENCE", "oauth_audience")
+    )
+    oauth_jwks_url: str | None = Field(
+        None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_JWKS_URL", "oauth_jwks_url")
+    )
+    public_url: str | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_PUBLIC_URL", "public_url"))
+    # Opaque (non-JWT) access tokens: RFC 7662 introspection, as this resource server's own client.
+    oauth_introspection_url: str | None = Field(
+        None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_INTROSPECTION_URL", "oauth_introspection_url")
+    )
+    oauth_client_id: str | None = Field(
+        None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_CLIENT_ID", "oauth_client_id")
+    )
+    oauth_client_secret: SecretStr | None = Field(
+        None, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_CLIENT_SECRET", "oauth_client_secret")
+    )
+    # Least seconds between two JWKS refetches triggered by an unknown `kid` (bounds what junk tokens cost).
+    oauth_jwks_refetch_s: float = Field(
+        60.0, ge=0, le=86400, validation_alias=_env("STRIPE_IDENTITY_MCP_OAUTH_JWKS_REFETCH", "oauth_jwks_refetch_s")
+    )
+    # Keys sealing the confirmation round trip's request state (2026-07-28), newest first, comma-separated;
+    # shared by replicas so an answer may land on another one. Unset: a per-process key.
+    state_keys: SecretStr | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_STATE_KEYS", "state_keys"))
+    confirm_ttl_s: float = Field(
+        300.0, gt=0, le=3600, validation_alias=_env("STRIPE_IDENTITY_MCP_CONFIRM_TTL", "confirm_ttl_s")
+    )
+
     # Set when serving against the embedded emulator.
     sandbox: bool = Field(False, validation_alias=_env("STRIPE_IDENTITY_MCP_SANDBOX", "sandbox"))
 
@@ -263,11 +293,41 @@ class Settings(BaseSettings):
         name = "STRIPE_API_BASE" if info.field_name == "api_base" else "STRIPE_SCIM_BASE"
         return check_base_url(name, value.rstrip("/"))
 
-    @field_validator("api_key", "scim_token")
+    @field_validator("oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url", "oauth_introspection_url")
+    @classmethod
+    def _check_oauth_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        flag = "--" + (info.field_name or "url").replace("_", "-")
+        return check_base_url(flag, value.rstrip("/") if info.field_name != "oauth_audience" else value)
+
+    @field_validator("state_keys")
+    @classmethod
+    def _check_state_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        keys = [k.strip() for k in value.get_secret_value().split(",")]
+        if not all(keys) or any(len(k) < 32 for k in keys):
+            raise ValueError(
+                "STRIPE_IDENTITY_MCP_STATE_KEYS: comma-separated keys, newest first, each at least 32 characters "
+                '(python -c "import secrets; print(secrets.token_hex(32))")'
+            )
+        for key in keys:
+            check_secret_text("STRIPE_IDENTITY_MCP_STATE_KEYS", key)
+        return value
+
+    def state_key_list(self) -> list[str]:
+        """The request-state keys, newest (sealing) first; empty when none are configured."""
+        if self.state_keys is None:
+            return []
+        return [k.strip() for k in self.state_keys.get_secret_value().split(",")]
+
+    @field_validator("api_key", "scim_token", "oauth_client_secret")
     @classmethod
     def _clean_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None:
-            name = "STRIPE_API_KEY" if info.field_name == "api_key" else "STRIPE_SCIM_TOKEN"
+            names = {"api_key": "STRIPE_API_KEY", "scim_token": "STRIPE_SCIM_TOKEN"}
+            name = names.get(info.field_name or "", "STRIPE_IDENTITY_MCP_OAUTH_CLIENT_SECRET")
             check_secret_text(name, value.get_secret_value())
         return value
 
@@ -316,9 +376,10 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, for redaction."""
         out = []
-        for secret in (self.api_key, self.scim_token):
+        for secret in (self.api_key, self.scim_token, self.oauth_client_secret):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
+        out.extend(self.state_key_list())
         return out
 
 

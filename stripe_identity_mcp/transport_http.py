@@ -27,7 +27,13 @@ Design (decided here; see also SPEC §5, §11)
   [::1] on that port; allowed Origins = http://<each of those>. `--allowed-host` /
   `--allowed-origin` (repeatable, `:*` port wildcards allowed) add to them. Requests without an
   Origin (bots, curl) pass the Origin check; browsers always send one.
-* Without a tokens file: on a loopback host the server runs unauthenticated (warning on stderr,
+* OAuth 2.1 (`--oauth-issuer`, see `http_oauth`): people's JWT access tokens, alongside the bot
+  tokens (a bearer matching no bot token is validated as a JWT). Their servers are built per
+  capability set on first use; their session managers run in a task group of the front lifespan.
+* Confirmation round trips (2026-07-28 `requestState`) are sealed with one key ring per process
+  (`STRIPE_IDENTITY_MCP_STATE_KEYS`, shared by replicas; else a random per-process key) and bound
+  to the principal: the bot token's caller, or the person's (client, issuer, subject).
+* Without a tokens file or an OAuth issuer: on a loopback host the server runs unauthenticated (warning on stderr,
   audit caller "anonymous"); on any other host it refuses to start (exit 2). A configured but empty
   or invalid tokens file is always an error. Tokens are read at start; restart to apply changes.
 * uvicorn: access log off (nothing about requests, let alone Authorization headers, is logged),
@@ -49,15 +55,21 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import secrets
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+import anyio
 import uvicorn
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.mcpserver import MCPServer
+from mcp.server.request_state import RequestStateSecurity, authenticated_principal
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -65,6 +77,14 @@ from starlette.types import Receive, Scope, Send
 
 from stripe_identity_mcp.deps import AppDeps, open_deps
 from stripe_identity_mcp.http_auth import TokenEntry, TokenFileError, TokenTable, load_tokens
+from stripe_identity_mcp.http_oauth import (
+    METADATA_PATH,
+    CapabilityRoute,
+    CapabilityServers,
+    OAuthResource,
+    peek_tool_calls,
+    person_caller,
+)
 from stripe_identity_mcp.http_guard import (
     ConnectionGuard,
     ConnectionLimits,
@@ -73,6 +93,17 @@ from stripe_identity_mcp.http_guard import (
     guarded_protocol,
 )
 from stripe_identity_mcp.audit import AuditLog, audit_path
+from stripe_identity_mcp.oauth_introspection import IntrospectionPolicy, Introspector
+from stripe_identity_mcp.oauth_jwt import IssuerUnavailable, JwtPolicy, JwtVerifier, TokenRejected
+from stripe_identity_mcp.oauth_scopes import (
+    Capabilities,
+    allowed,
+    capabilities,
+    capability_settings,
+    needed_scope,
+    scopes_supported,
+    tool_catalogue,
+)
 from stripe_identity_mcp.server import build_server
 from stripe_identity_mcp.settings import ConfigError, Settings
 
@@ -175,6 +206,8 @@ class FrontApp:
     process_settings: Settings
     on_ready: Callable[[], None] | None = None
     shared: Shared = field(default_factory=Shared)
+    oauth: OAuthResource | None = None  # set with --oauth-issuer: people's access tokens (see http_oauth)
+    people: CapabilityServers | None = None  # the servers for OAuth capability sets, built on first use
     _by_caller: dict[str, TokenRoute] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -191,12 +224,22 @@ class FrontApp:
             self.shared.audit = AuditLog(audit_path(self.process_settings), self.process_settings.secrets())
             for route in self.routes:
                 await stack.enter_async_context(route.server.session_manager.run())
+            if self.oauth is not None and self.people is not None:
+                self.oauth.catalogue = await tool_catalogue(self.process_settings)
+                stack.push_async_callback(self.oauth.verifier.aclose)
+                tasks = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(tasks.cancel_scope.cancel)  # runs first on exit: stops the lazily started managers
+                self.people.attach(tasks)
             if self.on_ready is not None:
                 self.on_ready()
             yield
 
-    def opener(self, caller: str) -> Callable[[Settings], contextlib.AbstractAsyncContextManager[AppDeps]]:
-        """`open_app_deps` for one token's server: the shared clients with that token's settings."""
+    def opener(
+        self, caller: str | Callable[[], str]
+    ) -> Callable[[Settings], contextlib.AbstractAsyncContextManager[AppDeps]]:
+        """`open_app_deps` for one token's server: the shared clients with that token's settings.
+
+        `caller` is a constant (a bot token) or a callable read per audit line (OAuth: the person)."""
 
         @asynccontextmanager
         async def open_scoped(settings: Settings) -> AsyncIterator[AppDeps]:
@@ -223,6 +266,9 @@ class FrontApp:
                 return
             await JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})(scope, receive, send)
             return
+        if self.oauth is not None and (path == METADATA_PATH or path.startswith(METADATA_PATH + "/")):
+            await self.oauth.metadata_app(scope, receive, send)
+            return
         if path != "/mcp":
             await JSONResponse({"error": "not_found", "message": "the MCP endpoint is /mcp"}, 404)(scope, receive, send)
             return
@@ -231,18 +277,60 @@ class FrontApp:
         if refused is not None:
             await refused(scope, receive, send)
             return
-        if self.table is None:
-            route = self.routes[0]
-        else:
-            sent, token = _bearer(request)
-            entry = self.table.match(token)
-            if entry is None:
-                await _unauthorized(sent)(scope, receive, send)
-                return
-            route = self._by_caller[entry.caller]
         if scope.get("path") != "/mcp":
             scope = {**scope, "path": "/mcp", "raw_path": b"/mcp"}
-        await route.server.session_manager.handle_request(scope, receive, send)
+        if self.table is None and self.oauth is None:
+            await self.routes[0].server.session_manager.handle_request(scope, receive, send)
+            return
+        sent, token = _bearer(request)
+        entry = self.table.match(token) if self.table is not None else None
+        if entry is not None:
+            await self._by_caller[entry.caller].server.session_manager.handle_request(scope, receive, send)
+        elif self.oauth is not None:
+            await self._serve_person(scope, receive, send, sent, token)
+        else:
+            await _unauthorized(sent)(scope, receive, send)
+
+    async def _serve_person(self, scope: Scope, receive: Receive, send: Send, sent: bool, token: str | None) -> None:
+        """An OAuth access token: validate it, pick the server for its scopes, refuse calls beyond them."""
+        oauth, people = self.oauth, self.people
+        assert oauth is not None and people is not None
+        if token is None:
+            await oauth.unauthorized("send Authorization: Bearer <access token>" if sent else None)(scope, receive, send)
+            return
+        try:
+            access = await oauth.verifier.verify(token)
+        except TokenRejected as exc:
+            await oauth.unauthorized(exc.description)(scope, receive, send)
+            return
+        except IssuerUnavailable as exc:
+            await oauth.unavailable(str(exc))(scope, receive, send)
+            return
+        caps = capabilities(access.scopes, self.process_settings)
+        if caps.empty:
+            needed = " ".join(scopes_supported(self.process_settings)[:1] or ["customers:read"])
+            description = "the token has none of this server's scopes (see scopes_supported in the metadata)"
+            await oauth.forbidden(needed, description)(scope, receive, send)
+            return
+        route = await people.get(caps)
+        if scope["method"] == "POST":
+            names, receive = await peek_tool_calls(receive, MAX_BODY_BYTES)
+            refused = self._beyond_scope(names or [], route)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
+        scope = {**scope, "user": AuthenticatedUser(access)}
+        await AuthContextMiddleware(route.server.session_manager.handle_request)(scope, receive, send)
+
+    def _beyond_scope(self, names: list[str], route: CapabilityRoute) -> Response | None:
+        """403 for a tool this process serves but the token's scopes do not allow (else the SDK answers)."""
+        assert self.oauth is not None
+        for name in names:
+            info = self.oauth.catalogue.get(name)
+            if info is not None and name not in route.tools:
+                needed = needed_scope(info, self.process_settings)
+                return self.oauth.forbidden(needed, f"calling {name} needs scope {needed}")
+        return None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -336,6 +424,63 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
         raise ConfigError(f"{exc}: fix --reserved-connections / --max-connections") from None
 
 
+def _fixed_principal(caller: str) -> Callable[[Any], str]:
+    """Request-state principal of a bot token's (or the anonymous) server: constant, like its caller."""
+    return lambda _ctx: caller
+
+
+def _public_url(settings: Settings, host: str, port: int) -> str:
+    """The URL of /mcp as clients reach it: --public-url (with /mcp appended unless given), else the bound one."""
+    base = settings.public_url or f"http://{_url_host(host)}:{port}"
+    return base if base.endswith("/mcp") else base.rstrip("/") + "/mcp"
+
+
+def _require_tls(flag: str, url: str) -> None:
+    """OAuth 2.1: the issuer and key URLs are https, except on a loopback host (tests, local IdPs)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
+        raise ConfigError(f"{flag} must be an https:// URL (plain http is accepted for loopback hosts only)")
+
+
+def oauth_resource(settings: Settings, host: str, port: int) -> OAuthResource:
+    """The OAuth resource-server setup from the settings. Raises ConfigError."""
+    assert settings.oauth_issuer is not None
+    _require_tls("--oauth-issuer", settings.oauth_issuer)
+    if settings.oauth_jwks_url:
+        _require_tls("--oauth-jwks-url", settings.oauth_jwks_url)
+    resource = _public_url(settings, host, port)
+    audience = settings.oauth_audience or resource
+    opaque = None
+    if settings.oauth_introspection_url:
+        _require_tls("--oauth-introspection-url", settings.oauth_introspection_url)
+        if not settings.oauth_client_id or settings.oauth_client_secret is None:
+            raise ConfigError(
+                "--oauth-introspection-url needs this server's client credentials at the issuer: set "
+                "STRIPE_IDENTITY_MCP_OAUTH_CLIENT_ID and STRIPE_IDENTITY_MCP_OAUTH_CLIENT_SECRET"
+            )
+        opaque = Introspector(
+            IntrospectionPolicy(
+                url=settings.oauth_introspection_url,
+                client_id=settings.oauth_client_id,
+                client_secret=settings.oauth_client_secret.get_secret_value(),
+                issuer=settings.oauth_issuer,
+                audience=audience,
+            )
+        )
+    policy = JwtPolicy(
+        issuer=settings.oauth_issuer,
+        audience=audience,
+        jwks_url=settings.oauth_jwks_url,
+        refetch_s=settings.oauth_jwks_refetch_s,
+    )
+    return OAuthResource(
+        resource=resource,
+        issuer=settings.oauth_issuer,
+        verifier=JwtVerifier(policy, opaque=opaque),
+        scopes=scopes_supported(settings),
+    )
+
+
 def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[], None] | None = None) -> PreparedHttp:
     """Validate tokens and scopes, build one server per token, bind the socket. Raises ConfigError."""
     table: TokenTable | None = None
@@ -349,7 +494,7 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
                 f"token file {settings.tokens_file} has no tokens; create one with "
                 f"`stripe-identity-mcp token create --name NAME --scope read-only --file {settings.tokens_file}`"
             )
-    elif not is_loopback(options.host):
+    elif not is_loopback(options.host) and settings.oauth_issuer is None:
         raise ConfigError(
             f"refusing to serve on {options.host} without bearer tokens: anyone who can reach it could use the "
             "Stripe key. Create tokens with `stripe-identity-mcp token create --name BOT --scope read-only "
@@ -357,8 +502,10 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
         )
 
     plans: list[tuple[str, Settings]] = []
-    if table is None:
+    if table is None and settings.oauth_issuer is None:
         plans.append((ANONYMOUS, settings))
+    elif table is None:
+        pass  # OAuth only: the servers are built per capability set on first use
     else:
         for entry in table.entries:
             scoped = scoped_settings(settings, entry)
@@ -376,25 +523,62 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
     except OSError as exc:
         raise ConfigError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from None
     port = sock.getsockname()[1]
-    security = security_settings(options.host, port, options.allowed_hosts, options.allowed_origins)
+    try:
+        oauth = oauth_resource(settings, options.host, port) if settings.oauth_issuer else None
+    except BaseException:
+        sock.close()
+        raise
+    extra_hosts = list(options.allowed_hosts or [])
+    if oauth is not None and settings.public_url:  # clients reach us by the public name: let its Host in
+        extra_hosts.append(urlsplit(settings.public_url).netloc)
+    security = security_settings(options.host, port, extra_hosts, options.allowed_origins)
+    # One key ring for every server of this process (shared by replicas when configured); each server's
+    # state is bound to its principal, so a confirmation cannot move between tokens or people.
+    state_keys: list[str | bytes] = list(settings.state_key_list()) or [secrets.token_bytes(32)]
+
+    def state_security(principal: Callable[[Any], str | None]) -> RequestStateSecurity:
+        return RequestStateSecurity(keys=state_keys, ttl=settings.confirm_ttl_s, bind_principal=principal)
+
+    def serve_http(server: MCPServer[AppDeps]) -> None:
+        server.streamable_http_app(
+            json_response=options.json_response,
+            stateless_http=options.stateless,
+            max_request_body_size=MAX_BODY_BYTES,
+            session_idle_timeout=SESSION_IDLE_S,
+            max_sessions=MAX_SESSIONS_PER_TOKEN,
+            transport_security=security,
+            host=options.host,
+        )
 
     front = FrontApp(routes=[], table=table, security=security, process_settings=settings, on_ready=on_ready)
     try:
         for caller, scoped in plans:
-            server = build_server(scoped, open_app_deps=front.opener(caller))
-            server.streamable_http_app(
-                json_response=options.json_response,
-                stateless_http=options.stateless,
-                max_request_body_size=MAX_BODY_BYTES,
-                session_idle_timeout=SESSION_IDLE_S,
-                max_sessions=MAX_SESSIONS_PER_TOKEN,
-                transport_security=security,
-                host=options.host,
+            server = build_server(
+                scoped,
+                open_app_deps=front.opener(caller),
+                request_state_security=state_security(_fixed_principal(caller)),
             )
+            serve_http(server)
             front.add(TokenRoute(caller=caller, settings=scoped, server=server))
     except BaseException:
         sock.close()
         raise
+
+    if oauth is not None:
+
+        async def person_server(caps: Capabilities) -> CapabilityRoute:
+            scoped = capability_settings(settings, caps)
+            server = build_server(
+                scoped,
+                open_app_deps=front.opener(person_caller),
+                without_tools=[name for name, info in oauth.catalogue.items() if not allowed(info, caps)],
+                request_state_security=state_security(authenticated_principal),  # (client, iss, sub)
+            )
+            serve_http(server)
+            return CapabilityRoute(server=server, tools=frozenset(t.name for t in await server.list_tools()))
+
+        front.oauth = oauth
+        front.people = CapabilityServers(build=person_server)
 
     config = uvicorn.Config(
         front,
@@ -427,14 +611,20 @@ def run_http(settings: Settings, args: Any) -> int:
         log(str(exc))
         return 2
     try:
-        if prepared.app.table is None:
+        if prepared.app.oauth is not None:
+            oauth = prepared.app.oauth
+            log(
+                f"OAuth: access tokens from {oauth.issuer} for {oauth.verifier.policy.audience}; "
+                f"metadata {oauth.metadata_url}"
+            )
+        elif prepared.app.table is None:
             log(
                 "WARNING: no --tokens-file: serving WITHOUT authentication (allowed only on a loopback host). "
                 "Create tokens with `stripe-identity-mcp token create` for anything shared."
             )
         scopes = ", ".join(
             f"{r.caller}={'writes' if r.settings.writes_enabled else 'read-only'}" for r in prepared.app.routes
-        )
+        ) or "people by OAuth scopes"
         mode = "stateless" if options.stateless else "stateful"
         log(f"MCP over streamable HTTP ({mode}) at {prepared.url} — health {prepared.url[:-4]}/healthz — {scopes}")
         if not is_loopback(options.host) and not options.allowed_hosts:
