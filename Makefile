@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test demo install bench clean toolsnaps package-check bundle manifests conformance
+.PHONY: serve test check demo install bench clean toolsnaps package-check bundle manifests conformance
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (first run only)..." >&2
@@ -26,8 +26,13 @@ serve: $(STAMP)
 demo: $(STAMP)
 	@$(BIN)/stripe-identity-mcp demo
 
+# The whole suite on every core (pytest-xdist); `check` first: ruff (ruff.toml) and mypy (mypy.ini).
 test: $(STAMP)
-	@$(BIN)/python -m pytest -q
+	@$(BIN)/python -m pytest -q -n auto
+
+check: $(STAMP)
+	@$(BIN)/ruff check stripe_identity_mcp tests benchmarks tools
+	@$(BIN)/mypy stripe_identity_mcp
 
 # Regenerate the per-tool schema snapshots in tests/toolsnaps/ after an intended change; review the diff.
 toolsnaps: $(STAMP)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
@@ -9,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from mcp import Client
 from mcp.types import ElicitResult
 
@@ -20,6 +24,13 @@ SCIM_TOKEN = "scim_sandbox"
 FAST = {"rate_limit": None, "live_rate_limit": None, "search_lag_s": 0.0}
 # Tests that do not choose an audit log or export dir must not write into the developer's home or cwd.
 SCRATCH = Path(tempfile.mkdtemp(prefix="sim-tests-"))
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)  # no temp directory left behind
+
+# Hypothesis: CI (CI=true) runs a fixed, derandomized set of examples, so a red CI is reproducible;
+# developers get fresh examples each run. No per-example deadline: the machine may be shared.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture
