@@ -43,34 +43,16 @@ EXAMPLES = 80
 
 pytestmark = pytest.mark.filterwarnings("ignore:ping is removed")
 
-# Every tool registered with writes on; a new tool must be added here (the set is checked below).
-TOOLS = (
-    "describe_access",
-    "find_customers_by_email",
-    "get_customer",
-    "list_customers",
-    "search_customers",
-    "create_customer",
-    "update_customer",
-    "delete_customer",
-    "list_customer_payment_methods",
-    "create_portal_session",
-    "attach_payment_method",
-    "detach_payment_method",
-    "list_team_members",
-    "get_team_member",
-    "provision_team_member",
-    "deactivate_team_member",
-    "delete_team_member",
-    "list_team_groups",
-    "add_team_member_to_group",
-    "remove_team_member_from_group",
-    "list_connected_accounts",
-    "get_connected_account",
-    "resolve_identity",
-    "export_customers",
-    "find_duplicate_customers",
-)
+def _registered_tools() -> tuple[str, ...]:
+    """Every tool the registry registers with writes and all toolsets on: a new tool is fuzzed too."""
+    from stripe_identity_mcp.settings import Settings
+
+    settings = Settings(_env_file=None, api_key="sk_test_listing", scim_token="scim_listing", sandbox=True,  # type: ignore[call-arg]
+                        allow_writes=True)  # fmt: skip
+    return tuple(tool.name for tool in anyio.run(build_server(settings).list_tools))
+
+
+TOOLS = _registered_tools()
 
 
 class _Errors(logging.Handler):

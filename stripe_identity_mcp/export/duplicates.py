@@ -23,8 +23,9 @@ from typing import Any
 
 from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.export.engine import STRIPE_EPOCH, ExportError, Progress, Scanner, initial_windows
+from stripe_identity_mcp.models.stripe import BILLING_STATUSES
 
-ACTIVE = ("active", "trialing", "past_due", "unpaid")
+ACTIVE = BILLING_STATUSES
 
 
 def normalise_email(email: str | None) -> str | None:

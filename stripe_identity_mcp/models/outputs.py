@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_serializer
 
-from stripe_identity_mcp.models.stripe import Customer
+from stripe_identity_mcp.models.stripe import BILLING_STATUSES, Customer
 
 
 class Compact(BaseModel):
@@ -90,7 +90,7 @@ def _subscription_count(customer: Customer) -> int | None:
     subs = customer.subscriptions
     if not isinstance(subs, dict):
         return None
-    active = [s for s in subs.get("data", []) if s.get("status") in ("active", "trialing", "past_due", "unpaid")]
+    active = [s for s in subs.get("data", []) if s.get("status") in BILLING_STATUSES]
     return len(active)
 
 

@@ -79,12 +79,55 @@ class PaymentMethod(StripeObject):
     livemode: bool = False
 
 
+# The one home of what a subscription status means (Stripe: docs.stripe.com/billing/subscriptions/overview).
+# Billing: the customer is (or will be, after the trial) charged; counted as "active" in summaries.
+BILLING_STATUSES = ("active", "trialing", "past_due", "unpaid")
+# Not ended: deleting the customer cancels these too (everything but canceled / incomplete_expired).
+NOT_ENDED_STATUSES = (*BILLING_STATUSES, "incomplete", "paused")
+
+
+class Recurring(StripeObject):
+    interval: str | None = None
+    interval_count: int | None = None
+
+
+class Price(StripeObject):
+    id: str
+    product: str | dict[str, Any] | None = None
+    unit_amount: int | None = None
+    currency: str | None = None
+    recurring: Recurring | None = None
+    nickname: str | None = None
+
+
+class SubscriptionItem(StripeObject):
+    id: str
+    price: Price | None = None
+    quantity: int | None = None
+    # Newer API versions (2025-03-31+) keep the billing period on the item, not the subscription.
+    current_period_start: int | None = None
+    current_period_end: int | None = None
+
+
+class SubscriptionItems(StripeObject):
+    data: list[SubscriptionItem] = []
+    has_more: bool = False
+
+
 class Subscription(StripeObject):
     id: str
     object: Literal["subscription"]  # required: a body without it is not this object
     customer: str | None = None
     status: str | None = None
     created: int | None = None
+    items: SubscriptionItems | None = None
+    current_period_start: int | None = None
+    current_period_end: int | None = None
+    cancel_at_period_end: bool | None = None
+    cancel_at: int | None = None
+    canceled_at: int | None = None
+    trial_start: int | None = None
+    trial_end: int | None = None
 
 
 class PortalSession(StripeObject):

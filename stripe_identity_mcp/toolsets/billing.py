@@ -1,7 +1,7 @@
 """Billing toolset: payment methods of a customer (read), portal sessions, attach / detach."""
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
@@ -10,7 +10,8 @@ from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
 from stripe_identity_mcp.clients.errors import BadRequestError, StripeIdentityError, UnexpectedResponseError
-from stripe_identity_mcp.models.stripe import Customer, PaymentMethod
+from stripe_identity_mcp.models.billing import SubscriptionList, subscription_summary
+from stripe_identity_mcp.models.stripe import BILLING_STATUSES, Customer, PaymentMethod, Subscription
 from stripe_identity_mcp.models.writes import PaymentMethodChange, PaymentMethodList, PortalSessionOut, pm_summary
 from stripe_identity_mcp.audit import audit
 from stripe_identity_mcp.cards import CARD_HELP, find_card_numbers, refuse_card_numbers
@@ -23,6 +24,7 @@ from stripe_identity_mcp.toolsets.common import (
     WRITE_IDEMPOTENT,
     deps,
     drop_none,
+    next_cursor,
     stripe_proof,
     tool_errors,
 )
@@ -34,6 +36,29 @@ PM_RE = re.compile(r"^pm_[A-Za-z0-9_]+$")
 RETURN_URL_RE = re.compile(r"^(https://[^\s]+|http://(localhost|127\.0\.0\.1)(:\d+)?(/[^\s]*)?)$")
 PmId = Annotated[str, Field(description="pm_... id")]
 CustomerId = Annotated[str, Field(pattern=r"^cus_[A-Za-z0-9]+$")]  # slim variant of common.CustomerId
+
+
+SubStatus = Literal["all", "active", "trialing", "past_due", "unpaid", "paused", "incomplete", "canceled", "ended"]
+
+
+def double_billing(subs: list[Subscription]) -> list[str]:
+    """"Is she billed twice?": more than one live subscription to one price or product says maybe."""
+    seen: dict[str, list[str]] = {}
+    for sub in subs:
+        if sub.status not in BILLING_STATUSES:
+            continue
+        keys = set()
+        for item in sub.items.data if sub.items else []:
+            if item.price is not None:
+                product = item.price.product
+                keys.add(f"product {product.get('id') if isinstance(product, dict) else product or item.price.id}")
+        for key in keys:
+            seen.setdefault(key, []).append(sub.id)
+    return [
+        f"{len(ids)} live subscriptions to {key}: {', '.join(ids)} — the customer may be billed twice"
+        for key, ids in seen.items()
+        if len(ids) > 1
+    ]
 
 
 def check_pm_id(value: str) -> None:
@@ -121,6 +146,30 @@ def register(server: MCPServer, settings: Settings) -> None:
             payment_methods=[pm_summary(pm).model_copy(update={"customer": None}) for pm in page.data],
             default_payment_method=default,
             has_more=page.has_more,
+        )
+
+    @server.tool(annotations=READ)
+    async def list_customer_subscriptions(
+        customer_id: CustomerId,
+        ctx: Context,
+        status: SubStatus = "all",
+        limit: Annotated[int, Field(ge=1, le=100)] = 20,
+        starting_after: Annotated[str | None, Field(pattern=r"^sub_[A-Za-z0-9]+$")] = None,
+    ) -> SubscriptionList:
+        """List a customer's subscriptions: status, price, quantity, period, cancellation, trial."""
+        app = deps(ctx)
+        with tool_errors(app):
+            page = await app.stripe.list_subscriptions(
+                customer=customer_id, status=status, limit=limit, starting_after=starting_after
+            )
+        subs = [subscription_summary(s) for s in page.data]
+        return SubscriptionList(
+            mode=app.mode_label,
+            customer=customer_id,
+            subscriptions=subs,
+            has_more=page.has_more,
+            next_cursor=next_cursor(page.data, page.has_more, backwards=False),
+            warnings=double_billing(page.data),
         )
 
     if not settings.writes_enabled:

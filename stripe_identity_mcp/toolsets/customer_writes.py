@@ -22,7 +22,7 @@ from stripe_identity_mcp.clients.errors import (
     UnexpectedResponseError,
 )
 from stripe_identity_mcp.clients.stripe import StripeClient
-from stripe_identity_mcp.models.stripe import Customer
+from stripe_identity_mcp.models.stripe import NOT_ENDED_STATUSES, Customer
 from stripe_identity_mcp.models.outputs import summarize
 from stripe_identity_mcp.models.writes import CustomerDeleted, CustomerWrite
 from stripe_identity_mcp.audit import audit
@@ -47,7 +47,6 @@ MAX_KEYS = 50
 MAX_KEY_LEN = 40
 MAX_VALUE_LEN = 500
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
-LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete", "paused")
 
 Text = str | None
 # Slim schema variants of common.CustomerId / Email (the catalogue has a context budget).
@@ -98,7 +97,7 @@ async def live_subscriptions(stripe: StripeClient, customer_id: str) -> list[str
         page = await stripe.list_subscriptions(customer=customer_id, status="all", limit=100)
     except PermissionDeniedError:
         return None
-    return [s.id for s in page.data if s.status in LIVE_STATUSES]
+    return [s.id for s in page.data if s.status in NOT_ENDED_STATUSES]
 
 
 async def _delete_preview(ctx: Context, customer_id: str) -> str:
