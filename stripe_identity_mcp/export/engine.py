@@ -62,6 +62,7 @@ from typing import Any
 import anyio
 
 from stripe_identity_mcp.clients.errors import ApiStatusError
+from stripe_identity_mcp.clients.http import TokenBucket
 from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.export import checkpoint as ckpt
 from stripe_identity_mcp.export.lock import ExportBusy, ExportLock
@@ -69,6 +70,7 @@ from stripe_identity_mcp.export.paths import checkpoint_path
 from stripe_identity_mcp.export.writers import Encoder, Format
 
 PAGE = 100
+LIST_ENDPOINT = "GET /v1/customers"
 STRIPE_EPOCH = 1262304000  # 2010-01-01T00:00:00Z: no Stripe object is older
 MIN_SPLIT = 300  # only split a window expected to hold at least three more pages
 CONCURRENCY_FACTOR = 1.2  # workers = rate × latency × this + 1: just enough requests in flight
@@ -164,14 +166,19 @@ class Scanner:
         extra_params: dict[str, Any] | None = None,
         concurrency: int | None = None,
         on_page: OnPage | None = None,
+        max_rate: float | None = None,
     ) -> None:
         self.stripe = stripe
+        # The export's own share of the key (requests/s), on top of the client's endpoint and global
+        # buckets: those keep the key within Stripe's limits, this leaves the merchant's traffic room.
+        self.budget = TokenBucket(max_rate, burst=1.0) if max_rate else None
+        self.max_rate = max_rate
         self.windows = [w for w in windows if not w.done]
         self.sink = sink
         self.extra = extra_params or {}
         self.fixed = concurrency
         # Before any latency is known: one request per unknown window, within the client's burst.
-        self.target = concurrency or max(1, min(len(self.windows), int(stripe.bucket.burst)))
+        self.target = concurrency or max(1, min(len(self.windows), int(stripe.pacer.burst_for(LIST_ENDPOINT))))
         self.on_page = on_page
         self.latency: float | None = None
         self.records = 0
@@ -211,10 +218,16 @@ class Scanner:
         self.splits += 1
         return new
 
+    @property
+    def rate(self) -> float:
+        """Requests/s this scan may send: the list endpoint's pace, capped by the export's budget."""
+        rate = self.stripe.pacer.rate_for(LIST_ENDPOINT)
+        return min(rate, self.max_rate) if self.max_rate else rate
+
     def _retarget(self, seconds: float) -> None:
         self.latency = seconds if self.latency is None else min(self.latency, seconds)
         if self.fixed is None:
-            rate = self.stripe.bucket.rate
+            rate = self.rate
             self.target = max(2, min(MAX_WORKERS, math.ceil(rate * self.latency * CONCURRENCY_FACTOR) + 1))
 
     # paging -------------------------------------------------------------------------------------
@@ -227,6 +240,8 @@ class Scanner:
                 # Restart at the cursor's second (no usable cursor left); _apply skips w.at_top.
                 params["created"] = {"gte": w.gte, "lt": w.cursor_created + 1}
             try:
+                if self.budget is not None:
+                    await self.budget.acquire()
                 return await self.stripe.call("GET", "/v1/customers", params)  # type: ignore[no-any-return]
             except ApiStatusError as exc:
                 cursor_gone = exc.status in (400, 404) and (
@@ -328,6 +343,8 @@ class ExportResult:
     requests: int
     retries: int
     rate_limited: int
+    max_rate: float | None  # the export's budget (requests/s), None: the client's pacing alone
+    requests_per_s: float  # effective: requests sent / seconds (retries included)
     sha256: str
     created_gte: int
     created_lt: int
@@ -384,6 +401,7 @@ async def run_export(
     on_progress: ProgressFn | None = None,
     concurrency: int | None = None,
     mode: str = "",
+    max_rate: float | None = None,
 ) -> ExportResult:
     """Export every customer with created in [created_gte, created_lt) to `out`; see the module doc.
 
@@ -413,6 +431,7 @@ async def run_export(
             on_progress=on_progress,
             concurrency=concurrency,
             mode=mode,
+            max_rate=max_rate,
         )
     finally:
         lock.release()
@@ -430,6 +449,7 @@ async def _run_locked(
     on_progress: ProgressFn | None,
     concurrency: int | None,
     mode: str,
+    max_rate: float | None,
 ) -> ExportResult:
     cpath = checkpoint_path(out)
     if resume:
@@ -494,7 +514,7 @@ async def _run_locked(
         digest.update(data)
         written += len(records)
 
-    scanner = Scanner(stripe, windows, sink, concurrency=concurrency)
+    scanner = Scanner(stripe, windows, sink, concurrency=concurrency, max_rate=max_rate)
     last_save = time.monotonic()
 
     def save() -> None:
@@ -565,6 +585,8 @@ async def _run_locked(
         requests=p.requests,
         retries=p.retries,
         rate_limited=p.rate_limited,
+        max_rate=max_rate,
+        requests_per_s=round(p.requests / max(p.seconds, 1e-9), 2),
         sha256=on_disk,
         created_gte=gte,
         created_lt=lt,
