@@ -215,3 +215,41 @@ async def test_lock_timeout_is_retried_and_slows_nothing(sandbox):
     assert stats(sandbox)["by_status"]["429"] == 1
     assert (access["lock_timeouts"], access["rate_limited"], access["retries"]) == (1, 0, 1)
     assert "rate_limited_by_reason" not in access
+
+
+# ---------------------------------------------------------------- lookups in one round trip
+async def test_find_customers_by_email_sends_both_passes_at_once():
+    """With latency, two requests in flight at once at the sandbox: the exact pass and the search."""
+    with running_sandbox(latency_ms=150) as sb:
+        async with mcp_client(make_settings(sb, scim_token=None)) as client:
+            r = await client.call_tool("find_customers_by_email", {"email": "jane@acme.com"})
+        s = stats(sb)
+    assert not r.is_error, r.content[0].text
+    assert s["by_endpoint"] == {"GET /v1/customers": 1, "GET /v1/customers/search": 1}
+    assert s["max_in_flight"] == 2  # sequential passes: 1
+    exact = {c["id"] for c in r.structured_content["customers"]}
+    assert CID in exact and not exact & {v["id"] for v in r.structured_content["case_variants"]}
+
+
+async def test_a_failing_search_pass_still_answers_the_exact_matches(sandbox):
+    r = httpx.post(
+        f"{sandbox.base_url}/_sandbox/faults",
+        json={"rules": [{"kind": "500", "method": "GET", "path": "/v1/customers/search", "count": 10}]},
+    )
+    assert r.status_code == 200
+    async with mcp_client(make_settings(sandbox, scim_token=None, max_retries=0)) as client:
+        got = await client.call_tool("find_customers_by_email", {"email": "jane@acme.com"})
+    assert not got.is_error, got.content[0].text
+    assert CID in {c["id"] for c in got.structured_content["customers"]}
+    assert any("case-variant pass skipped: search failed" in w for w in got.structured_content["warnings"])
+
+
+async def test_resolve_identity_sends_every_stripe_part_at_once():
+    with running_sandbox(latency_ms=150) as sb:
+        async with mcp_client(make_settings(sb)) as client:
+            r = await client.call_tool("resolve_identity", {"email": "jane@acme.com"})
+        s = stats(sb)
+    assert not r.is_error, r.content[0].text
+    assert s["max_in_flight"] == 3  # exact list, case-variant search, Connect accounts (SCIM alongside)
+    assert set(s["by_endpoint"]) == {"GET /v1/customers", "GET /v1/customers/search", "GET /v1/accounts"}
+    assert CID in {c["id"] for c in r.structured_content["customers"]}

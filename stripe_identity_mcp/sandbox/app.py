@@ -1124,6 +1124,7 @@ class Sandbox:
             self.by_endpoint.clear()
             self.limited_by_endpoint.clear()
             self.rate_limited.clear()
+            self.limiter.max_in_flight = 0
             self.faults.injected = 0
             return JSONResponse(self.stats())
         if path == "/_sandbox/config":
@@ -1168,6 +1169,7 @@ class Sandbox:
             "by_endpoint": dict(self.by_endpoint),
             "rate_limited": dict(self.rate_limited),
             "rate_limited_by_endpoint": dict(self.limited_by_endpoint),
+            "max_in_flight": self.limiter.max_in_flight,
             "customers": self.customer_counts(),
         }
 

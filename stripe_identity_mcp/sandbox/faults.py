@@ -128,6 +128,7 @@ class RateLimiter:
     def __init__(self) -> None:
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
         self.in_flight: dict[str, int] = {}
+        self.max_in_flight = 0  # most /v1 requests of one key in flight at once (stats; tests of overlap)
 
     def _bucket(self, key: str, name: str, rate: float) -> TokenBucket:
         b = self.buckets.get((key, name))
@@ -169,6 +170,7 @@ class RateLimiter:
 
     def enter(self, key: str) -> None:
         self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight[key])
 
     def leave(self, key: str) -> None:
         self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)
