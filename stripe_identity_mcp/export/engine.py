@@ -171,7 +171,7 @@ class Scanner:
         self.stripe = stripe
         # The export's own share of the key (requests/s), on top of the client's endpoint and global
         # buckets: those keep the key within Stripe's limits, this leaves the merchant's traffic room.
-        self.budget = TokenBucket(max_rate, burst=1.0) if max_rate else None
+        self.budget = TokenBucket(max_rate) if max_rate else None
         self.max_rate = max_rate
         self.windows = [w for w in windows if not w.done]
         self.sink = sink

@@ -825,7 +825,14 @@ class Sandbox:
             st.portal_config_id = "bpc_1Sbx" + hashlib.sha1(f"{config.seed}:{mode}".encode()).hexdigest()[:20]
             st.portal_config_created = 1746057600
         if not config.empty:
-            seed_all(self.stores["test"], self.stores["live"], config.seed, config.customers)
+            seed_all(
+                self.stores["test"],
+                self.stores["live"],
+                config.seed,
+                config.customers,
+                live_customers=config.live_customers,
+                profile=config.created_profile,
+            )
         self.faults = FaultInjector(rate=config.fault_rate, seed=config.fault_seed)
         self.limiter = RateLimiter()
         self.idem: dict[tuple[str, str], tuple[str, int, bytes]] = {}

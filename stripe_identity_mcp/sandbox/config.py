@@ -10,6 +10,8 @@ class SandboxConfig:
     seed: int = 42
     empty: bool = False  # no seeded data
     customers: int = 400  # seeded test-mode customers when not empty
+    live_customers: int = 5  # seeded live-mode customers when not empty
+    created_profile: str = "uniform"  # "bursty": imports (thousands in one second) and long empty stretches
     latency_ms: float = 0.0  # added to every /v1 and /scim request
     rate_limit: float | None = 25.0  # requests/s per test-mode key; None/0 = unlimited
     live_rate_limit: float | None = 100.0  # requests/s per live-mode key

@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search-rate-limit", type=_rate, default=20.0, help="search requests/s per key (0 = none)")
     p.add_argument("--concurrency-limit", type=int, default=None, help="requests in flight per key (default: none)")
     p.add_argument("--customers", type=int, default=400)
+    p.add_argument("--live-customers", type=int, default=5, help="seeded live-mode customers")
+    p.add_argument("--created-profile", choices=["uniform", "bursty"], default="uniform",
+                   help="bursty: thousands of customers in single created seconds, long empty stretches")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--search-lag", type=float, default=1.0, help="search indexing lag in seconds")
     p.add_argument("--fault-rate", type=float, default=0.0)
@@ -153,6 +156,8 @@ def config_from_args(ns: argparse.Namespace) -> SandboxConfig:
         seed=ns.seed,
         empty=ns.empty,
         customers=ns.customers,
+        live_customers=ns.live_customers,
+        created_profile=ns.created_profile,
         latency_ms=ns.latency_ms,
         rate_limit=ns.rate_limit,
         live_rate_limit=ns.live_rate_limit,
