@@ -34,6 +34,7 @@ from export_bench import ROOT, free_port, sandbox_stats, wait_listening  # noqa:
 
 KEY = "sk_live_sandbox"
 EXPORT_ENDPOINT = "GET /v1/customers"
+MAX_IN_FLIGHT = 200
 
 
 async def production(base: str, rate: float, stop: anyio.Event, ids: list[str]) -> dict[str, int]:
@@ -45,15 +46,19 @@ async def production(base: str, rate: float, stop: anyio.Event, ids: list[str]) 
         lambda i: f"/v1/customers/{ids[i % len(ids)]}/payment_methods",
     ]
     statuses: dict[str, int] = {}
+    in_flight = [0]
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http:
 
         async def one(i: int) -> None:
+            in_flight[0] += 1
             try:
                 path = paths[i % len(paths)](i // len(paths))
                 r = await http.get(path, params={"limit": 3} if path.count("/") != 3 else None)
                 key = str(r.status_code)
             except httpx.HTTPError as exc:
                 key = type(exc).__name__
+            finally:
+                in_flight[0] -= 1
             statuses[key] = statuses.get(key, 0) + 1
 
         async with anyio.create_task_group() as tg:
@@ -66,8 +71,12 @@ async def production(base: str, rate: float, stop: anyio.Event, ids: list[str]) 
                     with anyio.move_on_after(due - now):
                         await stop.wait()
                     continue
-                tg.start_soon(one, i)
+                if in_flight[0] < MAX_IN_FLIGHT:  # open loop, but bounded: a stalled sandbox must not pile up
+                    tg.start_soon(one, i)
+                else:
+                    statuses["skipped"] = statuses.get("skipped", 0) + 1
                 i += 1
+                await anyio.sleep(0)
     return statuses
 
 
@@ -127,6 +136,7 @@ async def run_profile(args: argparse.Namespace, profile: str) -> dict[str, Any]:
         "prod_requests": prod_requests,
         "prod_429": sum(v for k, v in limited.items() if k != EXPORT_ENDPOINT),
         "reasons": stats.get("rate_limited", {}),
+        "statuses": result.get("production", {}),
     }
 
 
@@ -165,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['export_requests']:>7} {-(-r['total'] // 100):>7} {r['export_429']:>7} {share:>8.2f}% "
             f"{r['prod_requests']:>8} {r['prod_429']:>8}"
         )
+        print(f"{'':<8} production answers by status: {r['statuses']}; 429s by reason: {r['reasons'] or 'none'}")
     return 0 if ok else 1
 
 
