@@ -253,3 +253,20 @@ async def test_resolve_identity_sends_every_stripe_part_at_once():
     assert s["max_in_flight"] == 3  # exact list, case-variant search, Connect accounts (SCIM alongside)
     assert set(s["by_endpoint"]) == {"GET /v1/customers", "GET /v1/customers/search", "GET /v1/accounts"}
     assert CID in {c["id"] for c in r.structured_content["customers"]}
+
+
+def test_every_limit_has_a_flag():
+    import argparse
+
+    from stripe_identity_mcp.cli import add_settings_flags, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    args = parser.parse_args([
+        "--api-key", "sk_live_x", "--live-rate", "200", "--endpoint-rate", "40", "--search-rate", "30",
+        "--endpoint-rates", "GET /v1/customers=80", "--max-concurrency", "8",
+    ])  # fmt: skip
+    s = settings_from_args(args)
+    assert (s.rate, s.endpoint_rate, s.search_rate, s.max_concurrency) == (200.0, 40.0, 30.0, 8)
+    assert s.endpoint_rates == {"GET /v1/customers": 80.0}
+    assert s.export_rate() == 50.0  # live default: a quarter of the key's 200, within the endpoint's 80
