@@ -270,3 +270,21 @@ def test_every_limit_has_a_flag():
     assert (s.rate, s.endpoint_rate, s.search_rate, s.max_concurrency) == (200.0, 40.0, 30.0, 8)
     assert s.endpoint_rates == {"GET /v1/customers": 80.0}
     assert s.export_rate() == 50.0  # live default: a quarter of the key's 200, within the endpoint's 80
+
+
+async def test_max_concurrency_keeps_requests_in_flight_within_the_key_limit():
+    with running_sandbox(rate_limit=1000.0, endpoint_rate_limit=1000.0, concurrency_limit=3, latency_ms=100) as sb:
+        settings = make_settings(sb, scim_token=None, max_concurrency=3)
+        results: list[Any] = []
+        async with mcp_client(settings) as client:
+
+            async def one() -> None:
+                results.append(await client.call_tool("get_customer", {"customer_id": CID}))
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(12):
+                        tg.start_soon(one)
+        s = stats(sb)
+    assert all(not r.is_error for r in results)
+    assert s["rate_limited"] == {} and s["max_in_flight"] == 3 and s["by_endpoint"]["GET /v1/customers/{id}"] == 12
