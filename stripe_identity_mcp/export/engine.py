@@ -62,9 +62,9 @@ from typing import Any
 import anyio
 
 from stripe_identity_mcp.clients.errors import ApiStatusError
-from stripe_identity_mcp.clients.http import TokenBucket
 from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.export import checkpoint as ckpt
+from stripe_identity_mcp.export.gate import PriorityGate
 from stripe_identity_mcp.export.lock import ExportBusy, ExportLock
 from stripe_identity_mcp.export.paths import checkpoint_path
 from stripe_identity_mcp.export.writers import Encoder, Format
@@ -97,6 +97,13 @@ class Window:
     at_top: list[str] | None = field(default_factory=list)
     busy: bool = False
     done: bool = False
+    # In memory only (a resumed export re-learns them). A split is a guess from this window's density;
+    # the guess is checked by the first page of the window split off (`child_pending` until then),
+    # when that page is empty the density lied (data ends, or comes in bursts), and a split of it would
+    # likely cost another empty request: it is not split by density again.
+    parent: Window | None = field(default=None, repr=False, compare=False)
+    child_pending: bool = False
+    no_split: bool = False
 
     @property
     def top(self) -> int:
@@ -171,8 +178,9 @@ class Scanner:
         self.stripe = stripe
         # The export's own share of the key (requests/s), on top of the client's endpoint and global
         # buckets: those keep the key within Stripe's limits, this leaves the merchant's traffic room.
-        self.budget = TokenBucket(max_rate) if max_rate else None
         self.max_rate = max_rate
+        # The scan's own pace (its budget, or the list endpoint's): longest chains first (gate.py).
+        self.gate = PriorityGate(self.rate, burst=stripe.pacer.burst_for(LIST_ENDPOINT))
         self.windows = [w for w in windows if not w.done]
         self.sink = sink
         self.extra = extra_params or {}
@@ -201,6 +209,15 @@ class Scanner:
     def _split(self) -> Window | None:
         best: tuple[float, Window, int] | None = None
         for w in self.windows:
+            if w.child_pending or w.done:
+                continue
+            if w.cursor_created is not None and w.gte < w.cursor_created and len(w.at_top or ()) >= PAGE:
+                # A bulk import: a page or more in one `created` second, which cannot be split. Peel off
+                # the range below that second, so what lies below is paged alongside the import.
+                best = (math.inf, w, w.cursor_created)
+                break
+            if w.no_split:
+                continue
             est, rho = w.estimate(), w.density()
             if w.done or est is None or rho is None or est < MIN_SPLIT:
                 continue
@@ -212,7 +229,8 @@ class Scanner:
         if best is None:
             return None
         _, w, mid = best
-        new = Window(gte=w.gte, lt=mid)
+        new = Window(gte=w.gte, lt=mid, parent=w)
+        w.child_pending = True
         w.gte = mid
         self.windows.append(new)
         self.splits += 1
@@ -223,6 +241,14 @@ class Scanner:
         """Requests/s this scan may send: the list endpoint's pace, capped by the export's budget."""
         rate = self.stripe.pacer.rate_for(LIST_ENDPOINT)
         return min(rate, self.max_rate) if self.max_rate else rate
+
+    @staticmethod
+    def _priority(w: Window) -> float:
+        """A window inside a bulk import (a page or more in one second) is a chain only its cursor can
+        page: it goes first. Then windows not paged yet (their first page shows where data is)."""
+        if len(w.at_top or ()) >= PAGE:
+            return 2.0
+        return 1.0 if w.cursor is None else 0.0
 
     def _retarget(self, seconds: float) -> None:
         self.latency = seconds if self.latency is None else min(self.latency, seconds)
@@ -240,8 +266,7 @@ class Scanner:
                 # Restart at the cursor's second (no usable cursor left); _apply skips w.at_top.
                 params["created"] = {"gte": w.gte, "lt": w.cursor_created + 1}
             try:
-                if self.budget is not None:
-                    await self.budget.acquire()
+                await self.gate.acquire(self._priority(w))
                 return await self.stripe.call("GET", "/v1/customers", params)  # type: ignore[no-any-return]
             except ApiStatusError as exc:
                 cursor_gone = exc.status in (400, 404) and (
@@ -262,6 +287,10 @@ class Scanner:
 
     def _apply(self, w: Window, body: dict[str, Any]) -> None:
         data = body.get("data") or []
+        if w.parent is not None:  # this window's first page: the parent's split guess is checked
+            w.parent.child_pending = False
+            w.parent.no_split = w.parent.no_split or not data
+            w.parent = None
         kept: list[dict[str, Any]] = []
         cut = False
         for customer in data:
