@@ -6,7 +6,8 @@ Stripe lists customers newest first, 100 a page, one `starting_after` cursor at 
 is bound by latency (one page per round trip), far below the key's rate limit. So the range
 `[created_gte, created_lt)` is split into disjoint half-open windows (`created[gte]`/`created[lt]`),
 each paged with its own cursor by a pool of workers. Every request goes through
-`StripeClient.call`, i.e. the client's token bucket (the key's rate) and its retry policy (429 with
+`StripeClient.call`, i.e. the client's buckets (`GET /v1/customers` and the key's global one;
+`max_rate` adds the export's own share) and its retry policy (429 with
 backoff and bucket penalty, 5xx, connection resets), so the export runs at the ceiling and backs off
 when Stripe pushes back.
 
@@ -20,6 +21,13 @@ about log2(years / data span) requests). A window whose page is in flight can be
 of the returned page below the new lower bound belongs to the new window and is dropped, and the old
 window is finished. Windows are disjoint and each is paged exactly once in Stripe's stable order, so
 no record is seen twice and none is skipped; nothing needs de-duplicating in memory.
+
+Bursty data (imports of thousands of customers into one `created` second, long empty stretches)
+breaks the density estimate, and every split into emptiness costs a request. So a window has at
+most one split-off whose first page is still unknown; if that page is empty, the window is not
+split by density again. A window inside a second holding a page or more (an import: one cursor
+only) peels the range below that second off at once, and its requests go first at the scan's own
+gate (`gate.py`), because that chain sets the export's length.
 
 Worker count: `rate × latency × 1.2 + 1` (latency = fastest observed list call), 2 … 32, unless given.
 
