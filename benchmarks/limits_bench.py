@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_bench import ROOT, free_port, sandbox_stats, wait_listening  # noqa: E402
+from export_bench import ROOT, free_port, sandbox_stats, wait_listening
 
 KEY = "sk_live_sandbox"
 EXPORT_ENDPOINT = "GET /v1/customers"
@@ -76,7 +77,7 @@ async def production(base: str, rate: float, stop: anyio.Event, ids: list[str]) 
                 else:
                     statuses["skipped"] = statuses.get("skipped", 0) + 1
                 i += 1
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
     return statuses
 
 

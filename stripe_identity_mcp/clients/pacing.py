@@ -76,14 +76,14 @@ def parse_endpoint_rates(value: object) -> dict[str, float]:
         items = []
         for part in value.split(","):
             if part.strip():
-                name, sep, rate = part.rpartition("=")
+                name, sep, given = part.rpartition("=")
                 if not sep:
                     raise ValueError(f"endpoint rate {part.strip()!r}: expected 'METHOD /path=rate'")
-                items.append((name, rate))
+                items.append((name, given))
     elif isinstance(value, (list, tuple)):
         return {k: v for item in value for k, v in parse_endpoint_rates(item).items()}
     else:
-        raise ValueError("endpoint rates: expected 'METHOD /path=rate, …'")
+        raise ValueError("endpoint rates: expected 'METHOD /path=rate, …'")  # noqa: TRY004 - pydantic wants ValueError
     out: dict[str, float] = {}
     for name, raw in items:
         method, _, path = str(name).strip().partition(" ")
