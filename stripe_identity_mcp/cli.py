@@ -35,6 +35,13 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--stripe-account", help="Stripe-Account header for platforms (env STRIPE_ACCOUNT)")
     g.add_argument("--scim-base", help="default https://access.stripe.com/scim/v2 (env STRIPE_SCIM_BASE)")
     g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    r = parser.add_argument_group("rate limits (Stripe's defaults; set what Stripe granted the account)")
+    r.add_argument("--test-rate", type=float, help="global r/s of a test key (default 25)")
+    r.add_argument("--live-rate", type=float, help="global r/s of a live key (default 100)")
+    r.add_argument("--endpoint-rate", type=float, help="r/s of each endpoint, e.g. GET /v1/customers/{id} (default 25)")
+    r.add_argument("--search-rate", type=float, help="r/s of all search endpoints together (default 20)")
+    r.add_argument("--endpoint-rates", help="per-endpoint limits: 'GET /v1/customers=50, POST /v1/customers=40'")
+    r.add_argument("--max-concurrency", type=int, help="requests in flight per key (default 32)")
 
 
 def _port(text: str) -> int:
@@ -95,6 +102,7 @@ _FLAG_FIELDS = (
     "http_header_timeout_s", "http_keep_alive_s", "http_write_timeout_s", "http_max_connections",
     "http_max_connections_per_ip", "http_reserved_connections",
     "oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url", "oauth_introspection_url",
+    "test_rate", "live_rate", "endpoint_rate", "search_rate", "endpoint_rates", "max_concurrency",
 )  # fmt: skip
 
 

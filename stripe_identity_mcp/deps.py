@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stripe_identity_mcp.clients.http import LazyHttpClient, RetryPolicy, TokenBucket
+from stripe_identity_mcp.clients.pacing import Pacer
 from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.settings import Settings
 
@@ -27,15 +28,24 @@ class AppDeps:
         return "sandbox " + self.settings.mode if self.settings.sandbox else self.settings.mode
 
 
+def make_pacer(settings: Settings) -> Pacer:
+    """Stripe's model: the key's global limit (live/test) and each endpoint's own (clients/pacing.py)."""
+    return Pacer(
+        TokenBucket(settings.rate),
+        endpoint_rate=settings.endpoint_rate,
+        search_rate=settings.search_rate,
+        endpoint_rates=settings.endpoint_rates,
+        max_concurrency=settings.max_concurrency,
+    )
+
+
 def make_stripe(settings: Settings, http: LazyHttpClient) -> StripeClient:
-    rate = settings.rate
     return StripeClient(
         http,
         api_key=settings.secret_key(),
         base_url=settings.api_base,
         api_version=settings.api_version,
-        bucket=TokenBucket(rate),
-        write_bucket=TokenBucket(rate),
+        pacer=make_pacer(settings),
         stripe_account=settings.stripe_account,
         policy=RetryPolicy.from_settings(settings),
     )

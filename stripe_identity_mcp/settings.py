@@ -5,16 +5,19 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_API_BASE = "https://api.stripe.com"
 DEFAULT_SCIM_BASE = "https://access.stripe.com/scim/v2"
 # The API version this product's models and sandbox are written against (the OpenAPI cut's version).
 DEFAULT_API_VERSION = "2023-08-16"
+
+# Share of a live key's global limit an export takes by default (the rest is the merchant's).
+LIVE_EXPORT_SHARE = 0.25
 
 ALL_TOOLSETS = ("customers", "billing", "team", "connect", "identity", "export")
 
@@ -192,9 +195,26 @@ class Settings(BaseSettings):
     audit_log: Path | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_AUDIT_LOG", "audit_log"))
     export_dir: Path = Field(Path("exports"), validation_alias=_env("STRIPE_IDENTITY_MCP_EXPORT_DIR", "export_dir"))
 
-    # Pacing: requests per second the client allows itself (Stripe's documented defaults).
+    # Pacing: requests per second the client allows itself (Stripe's documented defaults). The global
+    # limit is per key and mode; every endpoint (method + path template) has its own on top of it.
+    # Raised limits are common: set what Stripe granted the account.
     test_rate: float = Field(25.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_TEST_RATE", "test_rate"))
     live_rate: float = Field(100.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_LIVE_RATE", "live_rate"))
+    endpoint_rate: float = Field(
+        25.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_ENDPOINT_RATE", "endpoint_rate")
+    )
+    search_rate: float = Field(20.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_SEARCH_RATE", "search_rate"))
+    # "GET /v1/customers=50, POST /v1/customers=40": per-endpoint limits that differ from endpoint_rate.
+    endpoint_rates: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, validation_alias=_env("STRIPE_IDENTITY_MCP_ENDPOINT_RATES", "endpoint_rates")
+    )
+    max_concurrency: int = Field(
+        32, ge=1, le=1000, validation_alias=_env("STRIPE_IDENTITY_MCP_MAX_CONCURRENCY", "max_concurrency")
+    )
+    # Share of the key an export may use when --max-rate is not given (see export_rate()).
+    export_max_rate: float | None = Field(
+        None, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_EXPORT_MAX_RATE", "export_max_rate")
+    )
     max_retries: int = Field(4, ge=0, le=10, validation_alias=_env("STRIPE_IDENTITY_MCP_MAX_RETRIES", "max_retries"))
     retry_deadline_s: float = Field(
         30.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_RETRY_DEADLINE", "retry_deadline_s")
@@ -287,6 +307,13 @@ class Settings(BaseSettings):
             return tuple(value)  # type: ignore[arg-type]
         return value
 
+    @field_validator("endpoint_rates", mode="before")
+    @classmethod
+    def _parse_endpoint_rates(cls, value: object) -> object:
+        from stripe_identity_mcp.clients.pacing import parse_endpoint_rates
+
+        return parse_endpoint_rates(value)
+
     @field_validator("api_base", "scim_base")
     @classmethod
     def _check_base(cls, value: str, info: ValidationInfo) -> str:
@@ -368,6 +395,23 @@ class Settings(BaseSettings):
     @property
     def rate(self) -> float:
         return self.live_rate if self.mode == "live" else self.test_rate
+
+    def export_rate(self, asked: float | None = None) -> float:
+        """Requests/s an export may send: `asked` (or STRIPE_IDENTITY_MCP_EXPORT_MAX_RATE), capped by
+        `GET /v1/customers`' own limit and the global one.
+
+        Default in live mode: a quarter of the key's global limit (25 of 100), so the merchant's own
+        traffic keeps three quarters of the key; with Stripe's default limits that is also exactly the
+        list endpoint's limit, so the export still runs at its ceiling. In test mode (no production
+        traffic on the key) the default is the endpoint's limit.
+        """
+        from stripe_identity_mcp.clients.pacing import endpoint_of
+
+        ceiling = min(self.endpoint_rates.get(endpoint_of("GET", "/v1/customers"), self.endpoint_rate), self.rate)
+        wanted = asked if asked is not None else self.export_max_rate
+        if wanted is None:
+            wanted = self.rate * LIVE_EXPORT_SHARE if self.mode == "live" else ceiling
+        return min(wanted, ceiling)
 
     def enabled_toolsets(self) -> tuple[str, ...]:
         wanted = self.toolsets or ALL_TOOLSETS

@@ -74,6 +74,8 @@ def make_settings(sb: Any, **overrides: Any) -> Settings:
         "scim_token": SCIM_TOKEN,
         "test_rate": 1000.0,
         "live_rate": 1000.0,
+        "endpoint_rate": 1000.0,  # tests that pace per endpoint say so (tests/test_rate_limits.py)
+        "search_rate": 1000.0,
         "max_retries": 3,
         "retry_deadline_s": 20.0,
         # The fast retry policy: same attempts and deadline, no real back-off to sleep through.

@@ -66,7 +66,7 @@ async def test_a_rate_limit_header_of_one_is_a_bounded_adjustment(sandbox):
                     assert not (await client.call_tool("get_customer", {"customer_id": CID})).is_error
                 access = await client.call_tool("describe_access", {})
     assert not first.is_error
-    assert access.structured_content["rate_limit"]["read"]["rate_per_s"] >= 25.0  # the floor: a quarter of 100
+    assert access.structured_content["rate_limit"]["global"]["rate_per_s"] >= 25.0  # the floor: a quarter of 100
 
 
 async def test_a_deeply_nested_body_is_a_clear_error_and_the_server_stays_usable(sandbox):

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # httpx and tenacity load on the first request, not at server
 
     from pydantic import BaseModel
 
+    from stripe_identity_mcp.clients.pacing import Pacer
     from stripe_identity_mcp.settings import Settings
 
 log = logging.getLogger("stripe_identity_mcp.http")
@@ -134,6 +135,11 @@ class TokenBucket:
                 self._tokens += 1.0  # cancelled while waiting: the slot was never used
                 raise
 
+    def refund(self) -> None:
+        """Give back a token taken for a request that was never sent."""
+        self._refill()
+        self._tokens = min(self.burst, self._tokens + 1.0)
+
     def penalise(self, seconds: float) -> None:
         """After a 429, stop everyone for about `seconds` (at most max_penalty_s)."""
         self._refill()
@@ -172,6 +178,7 @@ class Stats:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    lock_timeouts: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
 
 
@@ -251,18 +258,22 @@ class HttpApi:
         base_url: str,
         headers: dict[str, str],
         secrets: list[str],
-        bucket: TokenBucket,
-        write_bucket: TokenBucket | None = None,
+        bucket: TokenBucket | None = None,
+        pacer: Pacer | None = None,
         max_retries: int = 4,
         deadline_s: float = 30.0,
         policy: RetryPolicy | None = None,
     ) -> None:
+        from stripe_identity_mcp.clients.pacing import Pacer
+
+        if pacer is None and bucket is None:
+            raise ValueError("HttpApi needs a bucket or a pacer")
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.headers = headers
         self.secrets = secrets
-        self.bucket = bucket  # reads
-        self.write_bucket = write_bucket or bucket  # Stripe budgets reads and writes separately
+        # Every request takes from its endpoint's bucket and the key's global one (clients/pacing.py).
+        self.pacer: Pacer = pacer if pacer is not None else Pacer(bucket)  # type: ignore[arg-type]
         self.policy = policy or RetryPolicy(max_retries=max_retries, deadline_s=deadline_s)
         self.stats = Stats()
         # What the last response said, per task: concurrent tool calls share this client, and each
@@ -271,6 +282,11 @@ class HttpApi:
             f"last_response_{id(self)}", default=(None, False)
         )
         self._trace: contextvars.ContextVar[Trace | None] = contextvars.ContextVar(f"trace_{id(self)}", default=None)
+
+    @property
+    def bucket(self) -> TokenBucket:
+        """The key's global bucket."""
+        return self.pacer.global_bucket
 
     @property
     def max_retries(self) -> int:
@@ -364,12 +380,27 @@ class HttpApi:
         )
 
     async def _once(self, method: str, url: str, trace: Trace, remaining: float, **kwargs: Any) -> httpx.Response:
+        from stripe_identity_mcp.clients.pacing import endpoint_of
+
+        pacer = self.pacer
+        endpoint = endpoint_of(method, self._path(url))
+        paced_from = time.monotonic()
+        await pacer.acquire(endpoint, max_wait=remaining)
+        slot = None
+        if pacer.concurrency is not None:
+            slot = await pacer.concurrency.acquire(max_wait=remaining - (time.monotonic() - paced_from))
+        try:
+            return await self._send(method, url, trace, endpoint, remaining - (time.monotonic() - paced_from), **kwargs)
+        finally:
+            if slot is not None:
+                pacer.concurrency.release(slot)  # type: ignore[union-attr]
+
+    async def _send(
+        self, method: str, url: str, trace: Trace, endpoint: str, left: float, **kwargs: Any
+    ) -> httpx.Response:
         import httpx
 
-        bucket = self.bucket if method == "GET" else self.write_bucket
-        paced_from = time.monotonic()
-        await bucket.acquire(max_wait=remaining)
-        left = remaining - (time.monotonic() - paced_from)
+        pacer = self.pacer
         trace.attempts += 1
         self.stats.requests += 1
         writes = method != "GET"
@@ -395,7 +426,7 @@ class HttpApi:
                 ApiConnectionError(f"could not reach {self.service} at {self.base_url} ({what}); the answer was lost")
             ) from exc
         self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
-        bucket.observe(response.headers)
+        pacer.observe(endpoint, response.headers)
         if 300 <= response.status_code < 400:
             if writes:
                 trace.uncertain.append(trace.attempts)
@@ -406,9 +437,13 @@ class HttpApi:
         error = self._error_from(response)
         if response.status_code >= 500 and writes:
             trace.uncertain.append(trace.attempts)  # a 5xx's outcome is indeterminate
-        if response.status_code == 429:
+        if response.status_code == 429 and error.code == "lock_timeout":
+            # An object lock, not a limiter: retried (Stripe-Should-Retry: true), no bucket slows down.
+            self.stats.lock_timeouts += 1
+        elif response.status_code == 429:
             self.stats.rate_limited += 1
-            bucket.penalise(wait_hint or 1.0)
+            reason = response.headers.get("stripe-rate-limited-reason")
+            pacer.rate_limited(endpoint, reason, wait_hint)
         if retry:
             raise _Retryable(error, wait_hint)
         raise error

@@ -25,6 +25,8 @@ from stripe_identity_mcp.models.stripe import (
 if TYPE_CHECKING:
     import httpx
 
+    from stripe_identity_mcp.clients.pacing import Pacer
+
 Params = Mapping[str, Any]
 
 
@@ -91,8 +93,8 @@ class StripeClient(HttpApi):
         api_key: str,
         base_url: str,
         api_version: str,
-        bucket: TokenBucket,
-        write_bucket: TokenBucket | None = None,
+        bucket: TokenBucket | None = None,
+        pacer: Pacer | None = None,
         stripe_account: str | None = None,
         max_retries: int = 4,
         deadline_s: float = 30.0,
@@ -111,7 +113,7 @@ class StripeClient(HttpApi):
             headers=headers,
             secrets=[api_key],
             bucket=bucket,
-            write_bucket=write_bucket,
+            pacer=pacer,
             max_retries=max_retries,
             deadline_s=deadline_s,
             policy=policy,

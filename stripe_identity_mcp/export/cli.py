@@ -1,7 +1,8 @@
 """`stripe-identity-mcp export`: export every customer to JSONL/CSV with a live progress line.
 
 Progress goes to stderr (one `\\r`-updated line; none with --quiet). When done, one JSON summary line
-(path, count, seconds, requests, retries, rate_limited, sha256, created range) is printed to stdout.
+(path, count, seconds, requests, retries, rate_limited, max_rate, requests_per_s, sha256, created
+range) is printed to stdout.
 Ctrl-C leaves a checkpoint and prints the command that resumes. Exit codes: 0 done, 1 Stripe or
 file-system failure (checkpoint kept when the export had started), 2 bad usage/configuration,
 130 interrupted.
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--concurrency", type=int, help="concurrent windows (default: from rate × latency)")
     p.add_argument("--rate", type=float, help="requests/s to allow (default: the key's, 25 test / 100 live)")
+    p.add_argument(
+        "--max-rate",
+        type=float,
+        help="the export's share of the key in requests/s, capped by GET /v1/customers' limit (default: "
+        "live 25 = a quarter of the key's 100, leaving the merchant's own traffic 75; test: the endpoint limit)",
+    )
     cli.add_settings_flags(p)
     return p
 
@@ -117,7 +124,11 @@ def main_export(argv: list[str]) -> int:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 2
         configure_logging(settings.log_level, settings.secrets())
-        line = ProgressLine(args.quiet, settings.rate)
+        if args.max_rate is not None and args.max_rate <= 0:
+            print(f"{PROG}: --max-rate must be > 0", file=sys.stderr)
+            return 2
+        max_rate = settings.export_rate(args.max_rate)
+        line = ProgressLine(args.quiet, max_rate)
 
         async def go() -> object:
             from stripe_identity_mcp.deps import open_deps
@@ -135,6 +146,7 @@ def main_export(argv: list[str]) -> int:
                     on_progress=line,
                     concurrency=args.concurrency,
                     mode=mode,
+                    max_rate=max_rate,
                 )
 
         from stripe_identity_mcp.export.engine import ExportError
@@ -166,7 +178,8 @@ def main_export(argv: list[str]) -> int:
             rate = summary["count"] / max(summary["seconds"], 1e-9)
             print(
                 f"{PROG}: {summary['count']:,} customers → {summary['path']} in {summary['seconds']:.1f}s "
-                f"({rate:,.0f}/s, {summary['requests']} requests, {summary['retries']} retries); "
+                f"({rate:,.0f}/s, {summary['requests']} requests at {summary['requests_per_s']:.1f}/s of "
+                f"{summary['max_rate']:g} allowed, {summary['retries']} retries); "
                 f"sha256 {summary['sha256']}",
                 file=sys.stderr,
             )

@@ -6,7 +6,8 @@ Stripe lists customers newest first, 100 a page, one `starting_after` cursor at 
 is bound by latency (one page per round trip), far below the key's rate limit. So the range
 `[created_gte, created_lt)` is split into disjoint half-open windows (`created[gte]`/`created[lt]`),
 each paged with its own cursor by a pool of workers. Every request goes through
-`StripeClient.call`, i.e. the client's token bucket (the key's rate) and its retry policy (429 with
+`StripeClient.call`, i.e. the client's buckets (`GET /v1/customers` and the key's global one;
+`max_rate` adds the export's own share) and its retry policy (429 with
 backoff and bucket penalty, 5xx, connection resets), so the export runs at the ceiling and backs off
 when Stripe pushes back.
 
@@ -20,6 +21,13 @@ about log2(years / data span) requests). A window whose page is in flight can be
 of the returned page below the new lower bound belongs to the new window and is dropped, and the old
 window is finished. Windows are disjoint and each is paged exactly once in Stripe's stable order, so
 no record is seen twice and none is skipped; nothing needs de-duplicating in memory.
+
+Bursty data (imports of thousands of customers into one `created` second, long empty stretches)
+breaks the density estimate, and every split into emptiness costs a request. So a window has at
+most one split-off whose first page is still unknown; if that page is empty, the window is not
+split by density again. A window inside a second holding a page or more (an import: one cursor
+only) peels the range below that second off at once, and its requests go first at the scan's own
+gate (`gate.py`), because that chain sets the export's length.
 
 Worker count: `rate × latency × 1.2 + 1` (latency = fastest observed list call), 2 … 32, unless given.
 
@@ -64,11 +72,13 @@ import anyio
 from stripe_identity_mcp.clients.errors import ApiStatusError
 from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.export import checkpoint as ckpt
+from stripe_identity_mcp.export.gate import PriorityGate
 from stripe_identity_mcp.export.lock import ExportBusy, ExportLock
 from stripe_identity_mcp.export.paths import checkpoint_path
 from stripe_identity_mcp.export.writers import Encoder, Format
 
 PAGE = 100
+LIST_ENDPOINT = "GET /v1/customers"
 STRIPE_EPOCH = 1262304000  # 2010-01-01T00:00:00Z: no Stripe object is older
 MIN_SPLIT = 300  # only split a window expected to hold at least three more pages
 CONCURRENCY_FACTOR = 1.2  # workers = rate × latency × this + 1: just enough requests in flight
@@ -95,6 +105,13 @@ class Window:
     at_top: list[str] | None = field(default_factory=list)
     busy: bool = False
     done: bool = False
+    # In memory only (a resumed export re-learns them). A split is a guess from this window's density;
+    # the guess is checked by the first page of the window split off (`child_pending` until then),
+    # when that page is empty the density lied (data ends, or comes in bursts), and a split of it would
+    # likely cost another empty request: it is not split by density again.
+    parent: Window | None = field(default=None, repr=False, compare=False)
+    child_pending: bool = False
+    no_split: bool = False
 
     @property
     def top(self) -> int:
@@ -164,14 +181,20 @@ class Scanner:
         extra_params: dict[str, Any] | None = None,
         concurrency: int | None = None,
         on_page: OnPage | None = None,
+        max_rate: float | None = None,
     ) -> None:
         self.stripe = stripe
+        # The export's own share of the key (requests/s), on top of the client's endpoint and global
+        # buckets: those keep the key within Stripe's limits, this leaves the merchant's traffic room.
+        self.max_rate = max_rate
+        # The scan's own pace (its budget, or the list endpoint's): longest chains first (gate.py).
+        self.gate = PriorityGate(self.rate, burst=stripe.pacer.burst_for(LIST_ENDPOINT))
         self.windows = [w for w in windows if not w.done]
         self.sink = sink
         self.extra = extra_params or {}
         self.fixed = concurrency
         # Before any latency is known: one request per unknown window, within the client's burst.
-        self.target = concurrency or max(1, min(len(self.windows), int(stripe.bucket.burst)))
+        self.target = concurrency or max(1, min(len(self.windows), int(stripe.pacer.burst_for(LIST_ENDPOINT))))
         self.on_page = on_page
         self.latency: float | None = None
         self.records = 0
@@ -194,6 +217,15 @@ class Scanner:
     def _split(self) -> Window | None:
         best: tuple[float, Window, int] | None = None
         for w in self.windows:
+            if w.child_pending or w.done:
+                continue
+            if w.cursor_created is not None and w.gte < w.cursor_created and len(w.at_top or ()) >= PAGE:
+                # A bulk import: a page or more in one `created` second, which cannot be split. Peel off
+                # the range below that second, so what lies below is paged alongside the import.
+                best = (math.inf, w, w.cursor_created)
+                break
+            if w.no_split:
+                continue
             est, rho = w.estimate(), w.density()
             if w.done or est is None or rho is None or est < MIN_SPLIT:
                 continue
@@ -205,16 +237,31 @@ class Scanner:
         if best is None:
             return None
         _, w, mid = best
-        new = Window(gte=w.gte, lt=mid)
+        new = Window(gte=w.gte, lt=mid, parent=w)
+        w.child_pending = True
         w.gte = mid
         self.windows.append(new)
         self.splits += 1
         return new
 
+    @property
+    def rate(self) -> float:
+        """Requests/s this scan may send: the list endpoint's pace, capped by the export's budget."""
+        rate = self.stripe.pacer.rate_for(LIST_ENDPOINT)
+        return min(rate, self.max_rate) if self.max_rate else rate
+
+    @staticmethod
+    def _priority(w: Window) -> float:
+        """A window inside a bulk import (a page or more in one second) is a chain only its cursor can
+        page: it goes first. Then windows not paged yet (their first page shows where data is)."""
+        if len(w.at_top or ()) >= PAGE:
+            return 2.0
+        return 1.0 if w.cursor is None else 0.0
+
     def _retarget(self, seconds: float) -> None:
         self.latency = seconds if self.latency is None else min(self.latency, seconds)
         if self.fixed is None:
-            rate = self.stripe.bucket.rate
+            rate = self.rate
             self.target = max(2, min(MAX_WORKERS, math.ceil(rate * self.latency * CONCURRENCY_FACTOR) + 1))
 
     # paging -------------------------------------------------------------------------------------
@@ -227,6 +274,7 @@ class Scanner:
                 # Restart at the cursor's second (no usable cursor left); _apply skips w.at_top.
                 params["created"] = {"gte": w.gte, "lt": w.cursor_created + 1}
             try:
+                await self.gate.acquire(self._priority(w))
                 return await self.stripe.call("GET", "/v1/customers", params)  # type: ignore[no-any-return]
             except ApiStatusError as exc:
                 cursor_gone = exc.status in (400, 404) and (
@@ -247,6 +295,10 @@ class Scanner:
 
     def _apply(self, w: Window, body: dict[str, Any]) -> None:
         data = body.get("data") or []
+        if w.parent is not None:  # this window's first page: the parent's split guess is checked
+            w.parent.child_pending = False
+            w.parent.no_split = w.parent.no_split or not data
+            w.parent = None
         kept: list[dict[str, Any]] = []
         cut = False
         for customer in data:
@@ -328,6 +380,8 @@ class ExportResult:
     requests: int
     retries: int
     rate_limited: int
+    max_rate: float | None  # the export's budget (requests/s), None: the client's pacing alone
+    requests_per_s: float  # effective: requests sent / seconds (retries included)
     sha256: str
     created_gte: int
     created_lt: int
@@ -384,6 +438,7 @@ async def run_export(
     on_progress: ProgressFn | None = None,
     concurrency: int | None = None,
     mode: str = "",
+    max_rate: float | None = None,
 ) -> ExportResult:
     """Export every customer with created in [created_gte, created_lt) to `out`; see the module doc.
 
@@ -413,6 +468,7 @@ async def run_export(
             on_progress=on_progress,
             concurrency=concurrency,
             mode=mode,
+            max_rate=max_rate,
         )
     finally:
         lock.release()
@@ -430,6 +486,7 @@ async def _run_locked(
     on_progress: ProgressFn | None,
     concurrency: int | None,
     mode: str,
+    max_rate: float | None,
 ) -> ExportResult:
     cpath = checkpoint_path(out)
     if resume:
@@ -494,7 +551,7 @@ async def _run_locked(
         digest.update(data)
         written += len(records)
 
-    scanner = Scanner(stripe, windows, sink, concurrency=concurrency)
+    scanner = Scanner(stripe, windows, sink, concurrency=concurrency, max_rate=max_rate)
     last_save = time.monotonic()
 
     def save() -> None:
@@ -565,6 +622,8 @@ async def _run_locked(
         requests=p.requests,
         retries=p.retries,
         rate_limited=p.rate_limited,
+        max_rate=max_rate,
+        requests_per_s=round(p.requests / max(p.seconds, 1e-9), 2),
         sha256=on_disk,
         created_gte=gte,
         created_lt=lt,

@@ -825,12 +825,22 @@ class Sandbox:
             st.portal_config_id = "bpc_1Sbx" + hashlib.sha1(f"{config.seed}:{mode}".encode()).hexdigest()[:20]
             st.portal_config_created = 1746057600
         if not config.empty:
-            seed_all(self.stores["test"], self.stores["live"], config.seed, config.customers)
+            seed_all(
+                self.stores["test"],
+                self.stores["live"],
+                config.seed,
+                config.customers,
+                live_customers=config.live_customers,
+                profile=config.created_profile,
+            )
         self.faults = FaultInjector(rate=config.fault_rate, seed=config.fault_seed)
         self.limiter = RateLimiter()
         self.idem: dict[tuple[str, str], tuple[str, int, bytes]] = {}
         self.requests = 0
         self.by_status: Counter[str] = Counter()
+        self.by_endpoint: Counter[str] = Counter()  # authenticated /v1 requests per endpoint
+        self.limited_by_endpoint: Counter[str] = Counter()  # rate-limit 429s per endpoint
+        self.rate_limited: Counter[str] = Counter()  # rate-limit 429s per Stripe-Rate-Limited-Reason
 
     # ---------------------------------------------------------------- helpers
     def customer_counts(self) -> dict[str, int]:
@@ -893,6 +903,21 @@ class Sandbox:
         mode, perms = KEYS[key]
         return key, mode, perms
 
+    def _key_guess(self, headers: dict[str, str]) -> str:
+        try:
+            return self._auth(headers)[0]
+        except StripeError:
+            return ""
+
+    def _endpoint_limits(self, endpoint: str) -> list[tuple[str, float | None]]:
+        """The limiters beyond the global one: the endpoint's own, or the Search API's shared one."""
+        c = self.config
+        if endpoint in c.endpoint_rate_limits:
+            return [(endpoint, float(c.endpoint_rate_limits[endpoint]))]
+        if endpoint.endswith("/search"):
+            return [("search", c.search_rate_limit)]
+        return [(endpoint, c.endpoint_rate_limit)]
+
     # ---------------------------------------------------------------- /v1
     async def handle_v1(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.requests += 1
@@ -911,6 +936,26 @@ class Sandbox:
             body += msg.get("body", b"")
             if not msg.get("more_body"):
                 break
+        # In flight from arrival (the latency included), so a concurrency limit sees real overlap.
+        flight_key = self._key_guess(raw_headers)
+        self.limiter.enter(flight_key)
+        try:
+            await self._handle_v1(scope, send, method, path, raw_headers, request_id, version, livemode_guess, body)
+        finally:
+            self.limiter.leave(flight_key)
+
+    async def _handle_v1(
+        self,
+        scope: dict[str, Any],
+        send: Any,
+        method: str,
+        path: str,
+        raw_headers: dict[str, str],
+        request_id: str,
+        version: str,
+        livemode_guess: bool,
+        body: bytes,
+    ) -> None:
         if self.config.latency_ms:
             await anyio.sleep(self.config.latency_ms / 1000.0)
 
@@ -944,12 +989,18 @@ class Sandbox:
             return await error(e)
         livemode = mode == "live"
         rate = self.config.live_rate_limit if livemode else self.config.rate_limit
-        ok, bucket = self.limiter.take(key, rate)
+        endpoint = endpoint_name(method, path)
+        reason, bucket = self.limiter.check(
+            key, rate, self._endpoint_limits(endpoint) if rate else [], self.config.concurrency_limit if rate else None
+        )
+        self.by_endpoint[endpoint] += 1
         if bucket is not None:
             extra["Stripe-Ratelimit-Limit"] = str(int(rate) if float(rate).is_integer() else rate)  # type: ignore[arg-type]
             extra["Stripe-Ratelimit-Remaining"] = str(bucket.remaining)
-        if not ok:
-            return await error(_rate_limited(), livemode)
+        if reason is not None:
+            self.rate_limited[reason] += 1
+            self.limited_by_endpoint[endpoint] += 1
+            return await error(_rate_limited(reason), livemode)
         if not valid_api_version(version):
             bad_version = version
             version = API_VERSION  # the answer is rendered in the account's version, not the rejected one
@@ -1077,6 +1128,10 @@ class Sandbox:
         if path == "/_sandbox/reset-stats":
             self.requests = 0
             self.by_status.clear()
+            self.by_endpoint.clear()
+            self.limited_by_endpoint.clear()
+            self.rate_limited.clear()
+            self.limiter.max_in_flight = 0
             self.faults.injected = 0
             return JSONResponse(self.stats())
         if path == "/_sandbox/config":
@@ -1086,7 +1141,7 @@ class Sandbox:
                 except Exception as exc:
                     return JSONResponse({"error": str(exc)}, status_code=400)
                 for k, v in data.items():
-                    if k not in ("rate_limit", "live_rate_limit", "search_lag_s", "latency_ms", "portal_configured", "fault_rate", "scim_keep_inactive", "scim_deactivate_deletes"):
+                    if k not in ("rate_limit", "live_rate_limit", *LIMIT_SETTINGS, "search_lag_s", "latency_ms", "portal_configured", "fault_rate", "scim_keep_inactive", "scim_deactivate_deletes"):
                         return JSONResponse({"error": f"unknown or read-only setting {k!r}"}, status_code=400)
                     if k == "portal_configured":
                         self.config.portal_configured = {**self.config.portal_configured, **v}
@@ -1103,7 +1158,7 @@ class Sandbox:
                             scim.keep_inactive = keep
                     else:
                         setattr(self.config, k, v)
-                if "rate_limit" in data or "live_rate_limit" in data:
+                if {"rate_limit", "live_rate_limit", *LIMIT_SETTINGS} & set(data):
                     self.limiter.buckets.clear()
             return JSONResponse(self.public_config())
         return JSONResponse({"error": "not found"}, status_code=404)
@@ -1118,6 +1173,10 @@ class Sandbox:
             "requests": self.requests,
             "by_status": dict(self.by_status),
             "faults_injected": self.faults.injected,
+            "by_endpoint": dict(self.by_endpoint),
+            "rate_limited": dict(self.rate_limited),
+            "rate_limited_by_endpoint": dict(self.limited_by_endpoint),
+            "max_in_flight": self.limiter.max_in_flight,
             "customers": self.customer_counts(),
         }
 
@@ -1135,11 +1194,26 @@ _LOCK_MSG = (
 )
 
 
-def _rate_limited() -> StripeError:
+def _rate_limited(reason: str | None = None) -> StripeError:
     # No Stripe-Should-Retry and no Retry-After: Stripe's libraries (stripe-python ``_should_retry``)
     # retry a 429 only when told ``Stripe-Should-Retry: true``, which Stripe sends for lock timeouts
-    # alone; a rate-limited caller is expected to back off on its own schedule.
-    return StripeError(429, _RATE_MSG, code="rate_limit")
+    # alone; a rate-limited caller is expected to back off on its own schedule. The limiter that
+    # refused is named in Stripe-Rate-Limited-Reason (an injected "429" fault names none).
+    return StripeError(
+        429, _RATE_MSG, code="rate_limit", headers={"Stripe-Rate-Limited-Reason": reason} if reason else None
+    )
+
+
+def endpoint_name(method: str, path: str) -> str:
+    """Stripe's unit of an endpoint limit: method + route template (`GET /v1/customers/{id}`)."""
+    for route_method, rx, _ in ROUTES:
+        if route_method == method and rx.match(path):
+            return f"{method} " + _TEMPLATE.sub("{id}", rx.pattern).strip("^$")
+    return f"{method} {path}"  # no such route (a 404): its own, unshared limit
+
+
+_TEMPLATE = re.compile(r"\(\?P<\w+>\[\^/\]\+\)")
+LIMIT_SETTINGS = ("endpoint_rate_limit", "search_rate_limit", "endpoint_rate_limits", "concurrency_limit")
 
 
 def _lock_timeout() -> StripeError:

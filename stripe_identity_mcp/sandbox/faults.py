@@ -1,4 +1,4 @@
-"""Fault rules, random faults and the per-key token-bucket rate limiter.
+"""Fault rules, random faults and the per-key rate limiters (global, per endpoint, search, concurrency).
 
 Rules apply to Stripe (``/v1``) and SCIM (``/scim/v2``) requests. A rule without ``path`` applies to
 ``/v1`` only (as it always did); a SCIM fault names its path, e.g. ``"path": "/scim/v2/Users"``.
@@ -99,10 +99,13 @@ class TokenBucket:
         self.tokens = float(rate)
         self.stamp = time.monotonic()
 
-    def take(self) -> bool:
+    def refill(self) -> None:
         now = time.monotonic()
         self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
+
+    def take(self) -> bool:
+        self.refill()
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return True
@@ -114,14 +117,60 @@ class TokenBucket:
 
 
 class RateLimiter:
+    """Stripe's limiters, per key (a key is one account and mode): the global rate, each endpoint's own
+    rate (method + route template), the Search API's shared rate, and requests in flight.
+
+    A request takes one token from every limiter that applies, or from none: a rejected request
+    costs nothing, so a client that backs off recovers at once. ``check`` names the first limiter
+    that refused, as Stripe's ``Stripe-Rate-Limited-Reason`` does.
+    """
+
     def __init__(self) -> None:
-        self.buckets: dict[str, TokenBucket] = {}
+        self.buckets: dict[tuple[str, str], TokenBucket] = {}
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight = 0  # most /v1 requests of one key in flight at once (stats; tests of overlap)
+
+    def _bucket(self, key: str, name: str, rate: float) -> TokenBucket:
+        b = self.buckets.get((key, name))
+        if b is None or b.rate != float(rate):
+            b = self.buckets[(key, name)] = TokenBucket(rate)
+        return b
 
     def take(self, key: str, rate: float | None) -> tuple[bool, TokenBucket | None]:
+        """The global bucket alone (kept for callers that know no endpoint)."""
         if not rate:
             return True, None
-        b = self.buckets.get(key)
-        if b is None or b.rate != float(rate):
-            b = TokenBucket(rate)
-            self.buckets[key] = b
+        b = self._bucket(key, "global", rate)
         return b.take(), b
+
+    def check(
+        self,
+        key: str,
+        global_rate: float | None,
+        limits: list[tuple[str, float | None]],
+        concurrency: int | None = None,
+    ) -> tuple[str | None, TokenBucket | None]:
+        """(reason refused or None, the global bucket). `limits`: (bucket name, rate) beyond the global."""
+        if concurrency and self.in_flight.get(key, 0) > concurrency:
+            return "global-concurrency", None
+        buckets: list[tuple[str, TokenBucket]] = []
+        g = self._bucket(key, "global", global_rate) if global_rate else None
+        if g is not None:
+            buckets.append(("global-rate", g))
+        for name, rate in limits:
+            if rate:
+                buckets.append(("endpoint-rate", self._bucket(key, name, rate)))
+        for reason, b in buckets:
+            b.refill()
+            if b.tokens < 1.0:
+                return reason, g
+        for _, b in buckets:
+            b.tokens -= 1.0
+        return None, g
+
+    def enter(self, key: str) -> None:
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight[key])
+
+    def leave(self, key: str) -> None:
+        self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)

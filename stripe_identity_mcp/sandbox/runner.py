@@ -129,7 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--rate-limit", type=_rate, default=25.0, help="requests/s per test key (0 = unlimited)")
     p.add_argument("--live-rate-limit", type=_rate, default=100.0, help="requests/s per live key (0 = unlimited)")
+    p.add_argument("--endpoint-rate-limit", type=_rate, default=25.0, help="requests/s per endpoint and key (0 = none)")
+    p.add_argument("--search-rate-limit", type=_rate, default=20.0, help="search requests/s per key (0 = none)")
+    p.add_argument("--concurrency-limit", type=int, default=None, help="requests in flight per key (default: none)")
     p.add_argument("--customers", type=int, default=400)
+    p.add_argument("--live-customers", type=int, default=5, help="seeded live-mode customers")
+    p.add_argument("--created-profile", choices=["uniform", "bursty"], default="uniform",
+                   help="bursty: thousands of customers in single created seconds, long empty stretches")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--search-lag", type=float, default=1.0, help="search indexing lag in seconds")
     p.add_argument("--fault-rate", type=float, default=0.0)
@@ -150,9 +156,14 @@ def config_from_args(ns: argparse.Namespace) -> SandboxConfig:
         seed=ns.seed,
         empty=ns.empty,
         customers=ns.customers,
+        live_customers=ns.live_customers,
+        created_profile=ns.created_profile,
         latency_ms=ns.latency_ms,
         rate_limit=ns.rate_limit,
         live_rate_limit=ns.live_rate_limit,
+        endpoint_rate_limit=ns.endpoint_rate_limit,
+        search_rate_limit=ns.search_rate_limit,
+        concurrency_limit=ns.concurrency_limit or None,
         search_lag_s=ns.search_lag,
         fault_rate=ns.fault_rate,
         fault_seed=ns.fault_seed,

@@ -84,7 +84,25 @@ DESCRIPTIONS = [
 ]
 
 
-def _created_times(rng: random.Random, n: int) -> list[int]:
+def _bursty_times(rng: random.Random, n: int) -> list[int]:
+    """Imports and silence: half the customers in three single `created` seconds (bulk imports), the
+    rest in four one-hour bursts, with months to years of nothing in between."""
+    span = END - START
+    imports = [START + span // 5, START + span // 2, START + (span * 4) // 5]
+    bursts = [START + span // 10, START + (span * 3) // 10, START + (span * 6) // 10, END - 30 * 86400]
+    out = []
+    for i in range(n):
+        if i % 2 == 0:
+            out.append(imports[(i // 2) % len(imports)])
+        else:
+            out.append(bursts[(i // 2) % len(bursts)] + rng.randrange(0, 3600))
+    out.sort()
+    return out
+
+
+def _created_times(rng: random.Random, n: int, profile: str = "uniform") -> list[int]:
+    if profile == "bursty":
+        return _bursty_times(rng, n)
     span = END - START
     dense_days = [START + rng.randrange(0, span // 86400) * 86400 for _ in range(12)]
     out = []
@@ -122,9 +140,9 @@ def _customer_rec(cid: str, created: int, seq: int, email: str | None, name: str
     return rec
 
 
-def seed_customers(store: ModeStore, rng: random.Random, n: int, *, fixed: bool) -> None:
+def seed_customers(store: ModeStore, rng: random.Random, n: int, *, fixed: bool, profile: str = "uniform") -> None:
     """Seed ``n`` customers (plus the fixed people when ``fixed``) into ``store``."""
-    times = _created_times(rng, n)
+    times = _created_times(rng, n, profile)
     rnd = rng.random
     first, last, comp, free = FIRST, LAST, COMPANY_DOMAINS, FREE_DOMAINS
     nf, nl, nc, nfr = len(first), len(last), len(comp), len(free)
@@ -419,12 +437,16 @@ def seed_accounts(store: ModeStore, rng: random.Random, n: int, *, fixed: bool) 
         store.account_by_id[a["id"]] = a
 
 
-def seed_all(test: ModeStore, live: ModeStore, seed: int, customers: int) -> None:
+def seed_all(
+    test: ModeStore, live: ModeStore, seed: int, customers: int, *, live_customers: int = 5, profile: str = "uniform"
+) -> None:
+    """`profile` "bursty" puts the generated customers' `created` into imports and bursts (see
+    _bursty_times); the fixed people keep theirs."""
     rng = random.Random(seed)
-    seed_customers(test, rng, customers, fixed=True)
+    seed_customers(test, rng, customers, fixed=True, profile=profile)
     seed_accounts(test, rng, 28, fixed=True)
     lrng = random.Random(seed + 1_000_003)
-    seed_customers(live, lrng, 5, fixed=False)
+    seed_customers(live, lrng, live_customers, fixed=False, profile=profile)
     seed_accounts(live, lrng, 3, fixed=False)
 
 

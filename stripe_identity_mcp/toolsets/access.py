@@ -47,13 +47,14 @@ def register(server: MCPServer, settings: Settings) -> None:
 
 
 def rate_budget(app: AppDeps) -> dict[str, Any]:
-    """The Stripe client's read/write buckets and counters; the SCIM client's (one bucket) when configured."""
+    """The Stripe client's budgets (global, per endpoint used so far, search, concurrency) and counters;
+    the SCIM client's (one bucket) when configured."""
     budget: dict[str, Any] = {
-        "read": app.stripe.bucket.snapshot(),
-        "write": app.stripe.write_bucket.snapshot(),
+        **app.stripe.pacer.snapshot(),
         "requests": app.stripe.stats.requests,
         "retries": app.stripe.stats.retries,
         "rate_limited": app.stripe.stats.rate_limited,
+        "lock_timeouts": app.stripe.stats.lock_timeouts,
     }
     if app.scim is not None:
         stats = app.scim.stats

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
@@ -69,15 +71,63 @@ async def case_variants(
     return variants
 
 
-async def lookup_email(stripe: StripeClient, email: str, mode: str, include_case_variants: bool) -> EmailLookup:
-    exact, truncated = await exact_email_matches(stripe, email, LIST_EXPAND)
-    warnings: list[str] = []
+@dataclass
+class EmailPasses:
+    exact: list[Customer]
+    truncated: bool
+    variants: list[Customer]
+    search_error: StripeIdentityError | None  # the case-variant pass failed (the exact pass did not)
+
+
+async def email_passes(stripe: StripeClient, email: str, include_case_variants: bool = True) -> EmailPasses:
+    """The exact list pass and the case-variant search pass, concurrently: one round trip, not two.
+
+    The search pass cannot know the exact ids yet; it needs not: a variant's email differs from
+    `email` by definition, and ids the exact pass found are dropped afterwards all the same. A
+    failing exact pass fails the lookup (the search is cancelled); a failing search is reported.
+    """
+    exact: list[Customer] = []
+    truncated = False
     variants: list[Customer] = []
-    if include_case_variants:
+    failures: dict[str, BaseException] = {}
+
+    async def exact_pass() -> None:
+        nonlocal exact, truncated
         try:
-            variants = await case_variants(stripe, email, {c.id for c in exact})
+            exact, truncated = await exact_email_matches(stripe, email, LIST_EXPAND)
+        except Exception as exc:  # re-raised below, unwrapped from the task group
+            failures["exact"] = exc
+            tg.cancel_scope.cancel()
+
+    async def variant_pass() -> None:
+        nonlocal variants
+        try:
+            variants = await case_variants(stripe, email, set())
         except StripeIdentityError as exc:
-            warnings.append(f"case-variant pass skipped: search failed ({exc.message})")
+            failures["search"] = exc
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exact_pass)
+        if include_case_variants:
+            tg.start_soon(variant_pass)
+    if "exact" in failures:
+        raise failures["exact"]
+    known = {c.id for c in exact}
+    search_error = failures.get("search")
+    return EmailPasses(
+        exact,
+        truncated,
+        [c for c in variants if c.id not in known],
+        search_error if isinstance(search_error, StripeIdentityError) else None,
+    )
+
+
+async def lookup_email(stripe: StripeClient, email: str, mode: str, include_case_variants: bool) -> EmailLookup:
+    passes = await email_passes(stripe, email, include_case_variants)
+    exact, truncated, variants = passes.exact, passes.truncated, passes.variants
+    warnings: list[str] = []
+    if passes.search_error is not None:
+        warnings.append(f"case-variant pass skipped: search failed ({passes.search_error.message})")
     if len(exact) > 1:
         warnings.append(f"{len(exact)} customers share this email: Stripe does not deduplicate by email.")
     if truncated:

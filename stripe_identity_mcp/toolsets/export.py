@@ -27,6 +27,8 @@ class ExportSummary(Compact):
     requests: int
     retries: int
     rate_limited: int
+    max_rate: float | None
+    requests_per_s: float
     created_gte: str
     created_lt: str = Field(description="cut-off fixed at start: later customers are not included")
     resumed: bool
@@ -92,10 +94,11 @@ def register(server: MCPServer, settings: Settings) -> None:
         created_lt: Timestamp = None,
         resume: Annotated[bool, Field(description="continue an interrupted export")] = False,
         overwrite: bool = False,
+        max_rate: Annotated[float | None, Field(gt=0)] = None,  # requests/s; see Settings.export_rate
     ) -> ExportSummary:
-        """Export all Stripe customers (or a created range) to a JSONL/CSV file; resumable.
+        """Export all Stripe customers (or a created range) to JSONL/CSV; resumable.
 
-        Excludes customers created after the start.
+        Omits customers created after the start.
         """
         from stripe_identity_mcp.export.engine import ExportError, run_export
         from stripe_identity_mcp.export.paths import PathRefused, confine
@@ -124,6 +127,7 @@ def register(server: MCPServer, settings: Settings) -> None:
                 overwrite=overwrite,
                 on_progress=_Throttle(ctx, "exported"),
                 mode=app.settings.mode,
+                max_rate=app.settings.export_rate(max_rate),
             )
         except ExportError as exc:
             raise ToolError(str(exc)) from None
@@ -142,6 +146,8 @@ def register(server: MCPServer, settings: Settings) -> None:
             requests=result.requests,
             retries=result.retries,
             rate_limited=result.rate_limited,
+            max_rate=result.max_rate,
+            requests_per_s=result.requests_per_s,
             created_gte=iso(result.created_gte) or "",
             created_lt=iso(result.created_lt) or "",
             resumed=result.resumed,

@@ -32,7 +32,7 @@ from stripe_identity_mcp.models.outputs import summarize
 from stripe_identity_mcp.cards import CARD_HELP, excerpt, find_card_numbers
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import READ, deps, tool_error
-from stripe_identity_mcp.toolsets.customers import LIST_EXPAND, case_variants, exact_email_matches
+from stripe_identity_mcp.toolsets.customers import email_passes
 
 TOOLSET = "identity"
 
@@ -76,12 +76,12 @@ def team_record(user: Any) -> TeamMemberRecord:
 
 
 async def _customers(app: AppDeps, email: str, report: IdentityReport) -> None:
-    exact, truncated = await exact_email_matches(app.stripe, email, LIST_EXPAND)
-    variants = []
-    try:
-        variants = await case_variants(app.stripe, email, {c.id for c in exact})
-    except StripeIdentityError as exc:
-        report.warnings.append(f"customers: case-variant search failed, only exact matches shown ({exc.message}).")
+    passes = await email_passes(app.stripe, email)  # both passes at once: one round trip
+    exact, truncated, variants = passes.exact, passes.truncated, passes.variants
+    if passes.search_error is not None:
+        report.warnings.append(
+            f"customers: case-variant search failed, only exact matches shown ({passes.search_error.message})."
+        )
     report.customers = [IdentityCustomer(**summarize(c).model_dump()) for c in exact]
     report.customers += [IdentityCustomer(**summarize(c).model_dump(), match="case_variant") for c in variants]
     n, v = len(exact), len(variants)

@@ -33,7 +33,7 @@ async def test_describe_access_shows_the_scim_budget_and_its_counters(sandbox):
     assert scim["rate_per_s"] == SCIM_RATE and 0 <= scim["tokens_now"] <= SCIM_RATE
     assert (scim["requests"], scim["retries"], scim["rate_limited"]) == (2, 1, 0)
     assert budget["requests"] == 0 and budget["retries"] == 0  # SCIM calls do not count as Stripe API calls
-    assert {"read", "write", "rate_limited"} <= set(budget)
+    assert {"global", "endpoints", "rate_limited"} <= set(budget)
     assert "scim_sandbox" not in r.content[0].text
 
 
@@ -42,4 +42,7 @@ async def test_describe_access_without_scim_has_no_scim_budget(empty_sandbox):
         r = await client.call_tool("describe_access", {})
     assert not r.is_error and r.structured_content["scim_configured"] is False
     assert "scim" not in r.structured_content["rate_limit"]
-    assert {"read", "write", "requests", "retries", "rate_limited"} == set(r.structured_content["rate_limit"])
+    assert {
+        "global", "endpoint_default_per_s", "search_per_s", "endpoints", "concurrency",
+        "requests", "retries", "rate_limited", "lock_timeouts",
+    } == set(r.structured_content["rate_limit"])  # fmt: skip

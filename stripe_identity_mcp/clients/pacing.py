@@ -1,0 +1,243 @@
+"""Stripe's rate-limit model on the client side: one global bucket per key and mode, one per endpoint.
+
+Stripe (docs.stripe.com/rate-limits) limits each account and mode globally (live 100 r/s, test 25 r/s)
+and every named API operation — method plus path template, `GET /v1/customers/{id}` for every id —
+separately (25 r/s unless stated; the Search API 20 r/s, shared by all search endpoints). A request
+counts against both. A 429 names its limiter in `Stripe-Rate-Limited-Reason`; `Pacer.rate_limited`
+slows exactly that limiter: the endpoint, the whole key, or the number of requests in flight.
+
+The endpoint bucket is taken first and the global one second: a request queued behind its own
+saturated endpoint must not hold a global token meanwhile, or an export saturating
+`GET /v1/customers` would delay every other endpoint's calls behind its queue.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+
+from stripe_identity_mcp.clients.errors import LocalRateLimitError
+from stripe_identity_mcp.clients.http import TokenBucket
+
+# Stripe's documented defaults (docs.stripe.com/rate-limits).
+ENDPOINT_RATE = 25.0
+SEARCH_RATE = 20.0
+SEARCH = "search"  # the bucket all `…/search` endpoints share
+
+# Path segments that name an operation, not an object, in an id position (`/v1/customers/search`).
+_ACTIONS = frozenset({"search", "upcoming", "preview"})
+# Namespaces that prefix a resource without being one (`/v1/billing_portal/sessions/{id}`).
+_NAMESPACES = frozenset({
+    "apps", "billing", "billing_portal", "checkout", "climate", "entitlements", "financial_connections",
+    "forwarding", "identity", "issuing", "radar", "reporting", "sigma", "tax", "terminal", "test_helpers",
+    "treasury",
+})  # fmt: skip
+_VERSION = re.compile(r"^v\d+$")
+
+
+def endpoint_of(method: str, path: str) -> str:
+    """`GET /v1/customers/cus_123/payment_methods?x` → `GET /v1/customers/{id}/payment_methods`.
+
+    Stripe paths alternate collection and id after the version (and optional namespaces), so the
+    position says what an id is, whatever its text (hostile ids percent-encoded by the caller too).
+    """
+    segments = path.split("?", 1)[0].strip("/").split("/")
+    out: list[str] = []
+    id_next = False
+    for seg in segments:
+        if not out and _VERSION.match(seg):
+            out.append(seg)
+            continue
+        if id_next and seg not in _ACTIONS:
+            out.append("{id}")
+            id_next = False
+            continue
+        out.append(seg)
+        id_next = seg not in _NAMESPACES and seg not in _ACTIONS
+    return f"{method.upper()} /" + "/".join(out)
+
+
+def is_search(endpoint: str) -> bool:
+    return endpoint.endswith("/search")
+
+
+def parse_endpoint_rates(value: object) -> dict[str, float]:
+    """`"GET /v1/customers=50, POST /v1/customers=40"` (or a mapping) → {endpoint: rate}; raised limits."""
+    if value is None or value == "":
+        return {}
+    items: list[tuple[str, object]]
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, str):
+        items = []
+        for part in value.split(","):
+            if part.strip():
+                name, sep, given = part.rpartition("=")
+                if not sep:
+                    raise ValueError(f"endpoint rate {part.strip()!r}: expected 'METHOD /path=rate'")
+                items.append((name, given))
+    elif isinstance(value, (list, tuple)):
+        return {k: v for item in value for k, v in parse_endpoint_rates(item).items()}
+    else:
+        raise ValueError("endpoint rates: expected 'METHOD /path=rate, …'")  # noqa: TRY004 - pydantic wants ValueError
+    out: dict[str, float] = {}
+    for name, raw in items:
+        method, _, path = str(name).strip().partition(" ")
+        if method.upper() not in ("GET", "POST", "DELETE") or not path.strip().startswith("/"):
+            raise ValueError(f"endpoint rate {str(name).strip()!r}: expected 'METHOD /path' (e.g. 'GET /v1/customers')")
+        try:
+            rate = float(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"endpoint rate for {str(name).strip()!r} is not a number") from None
+        if not 0 < rate < float("inf"):
+            raise ValueError(f"endpoint rate for {str(name).strip()!r} must be > 0")
+        out[endpoint_of(method, path.strip())] = rate
+    return out
+
+
+class ConcurrencyLimit:
+    """Requests in flight per key. A `*-concurrency` 429 halves it (not below `floor`) for `recover_s`."""
+
+    def __init__(self, limit: int, *, floor: int = 2, recover_s: float = 30.0) -> None:
+        self.base = max(1, int(limit))
+        self.floor = min(self.base, floor)
+        self.recover_s = recover_s
+        self._limiter = anyio.CapacityLimiter(self.base)
+        self._restore_at: float | None = None
+
+    @property
+    def limit(self) -> int:
+        self._maybe_restore()
+        return int(self._limiter.total_tokens)
+
+    @property
+    def in_flight(self) -> int:
+        return self._limiter.borrowed_tokens
+
+    def _maybe_restore(self) -> None:
+        if self._restore_at is not None and time.monotonic() >= self._restore_at:
+            self._limiter.total_tokens, self._restore_at = self.base, None
+
+    def cut(self) -> None:
+        self._maybe_restore()
+        self._limiter.total_tokens = max(self.floor, int(self._limiter.total_tokens) // 2)
+        self._restore_at = time.monotonic() + self.recover_s
+
+    async def acquire(self, max_wait: float) -> object:
+        """A slot (pass it to `release`); LocalRateLimitError if none frees up within `max_wait`."""
+        self._maybe_restore()
+        token = object()  # one borrower per request: a task may send several requests in a row
+        with anyio.move_on_after(max(0.0, max_wait)):
+            await self._limiter.acquire_on_behalf_of(token)
+            return token
+        raise LocalRateLimitError(
+            f"rate limited; {self.in_flight} requests to this key are already in flight (limit {self.limit})",
+            retry_after_s=1.0,
+            hint="wait a little or lower concurrency; nothing was sent",
+        )
+
+    def release(self, token: object) -> None:
+        self._limiter.release_on_behalf_of(token)
+
+
+class Pacer:
+    """All buckets of one key and mode: the global one, one per endpoint (made on first use), search.
+
+    `endpoint_rate=None` paces by the global bucket alone (SCIM, whose limits Stripe does not publish).
+    """
+
+    def __init__(
+        self,
+        global_bucket: TokenBucket,
+        *,
+        endpoint_rate: float | None = None,
+        search_rate: float | None = None,
+        endpoint_rates: Mapping[str, float] | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        self.global_bucket = global_bucket
+        self.endpoint_rate = endpoint_rate
+        self.search_rate = search_rate
+        self.endpoint_rates = dict(endpoint_rates or {})
+        self.buckets: dict[str, TokenBucket] = {}
+        self.concurrency = ConcurrencyLimit(max_concurrency) if max_concurrency else None
+        self.limited: dict[str, int] = {}  # 429s by Stripe-Rate-Limited-Reason ("unnamed" without one)
+
+    def limit_of(self, endpoint: str) -> float | None:
+        """The configured limit of an endpoint's own bucket (None: only the global one applies)."""
+        if endpoint in self.endpoint_rates:
+            return self.endpoint_rates[endpoint]
+        if is_search(endpoint) and self.search_rate is not None:
+            return self.search_rate
+        return self.endpoint_rate
+
+    def bucket_for(self, endpoint: str) -> TokenBucket | None:
+        name = SEARCH if is_search(endpoint) and endpoint not in self.endpoint_rates else endpoint
+        bucket = self.buckets.get(name)
+        if bucket is None:
+            rate = self.limit_of(endpoint)
+            if rate is None:
+                return None
+            bucket = self.buckets[name] = TokenBucket(rate)
+        return bucket
+
+    def rate_for(self, endpoint: str) -> float:
+        """Requests/s this client will send to `endpoint` at most (its bucket and the global one)."""
+        own = self.bucket_for(endpoint)
+        return min(self.global_bucket.rate, own.rate) if own is not None else self.global_bucket.rate
+
+    def burst_for(self, endpoint: str) -> float:
+        own = self.bucket_for(endpoint)
+        return min(self.global_bucket.burst, own.burst) if own is not None else self.global_bucket.burst
+
+    async def acquire(self, endpoint: str, max_wait: float) -> None:
+        started = time.monotonic()
+        own = self.bucket_for(endpoint)
+        if own is not None:
+            await own.acquire(max_wait=max_wait)
+        try:
+            await self.global_bucket.acquire(max_wait=max_wait - (time.monotonic() - started))
+        except LocalRateLimitError:
+            if own is not None:
+                own.refund()  # nothing was sent: the endpoint token was never used
+            raise
+
+    def observe(self, endpoint: str, headers: Mapping[str, str]) -> None:
+        # Stripe-Ratelimit-* (where sent) describe the key's allocation: the global bucket.
+        self.global_bucket.observe(headers)
+
+    def rate_limited(self, endpoint: str, reason: str | None, wait: float | None) -> None:
+        """A rate-limit 429 (not a lock timeout): slow what its reason names."""
+        reason = (reason or "").strip().lower()
+        self.limited[reason or "unnamed"] = self.limited.get(reason or "unnamed", 0) + 1
+        if reason == "endpoint-rate":
+            own = self.bucket_for(endpoint)
+            (own or self.global_bucket).penalise(wait or 1.0)
+        elif reason in ("global-concurrency", "endpoint-concurrency"):
+            if self.concurrency is not None:
+                self.concurrency.cut()
+        elif reason == "resource-specific":
+            pass  # one object's own limit (e.g. updates per PaymentIntent): only this request backs off
+        else:  # global-rate, or no reason given (older API, a proxy): the whole key slows down
+            self.global_bucket.penalise(wait or 1.0)
+
+    def snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"global": self.global_bucket.snapshot()}
+        if self.endpoint_rate is not None:
+            out["endpoint_default_per_s"] = self.endpoint_rate
+            out["search_per_s"] = self.search_rate if self.search_rate is not None else self.endpoint_rate
+            if self.endpoint_rates:
+                out["endpoint_overrides"] = dict(self.endpoint_rates)
+            out["endpoints"] = {
+                name: {k: v for k, v in b.snapshot().items() if not k.startswith("server_")}
+                for name, b in sorted(self.buckets.items())
+            }
+        if self.concurrency is not None:
+            out["concurrency"] = {"limit": self.concurrency.limit, "in_flight": self.concurrency.in_flight}
+        if self.limited:
+            out["rate_limited_by_reason"] = dict(self.limited)
+        return out
