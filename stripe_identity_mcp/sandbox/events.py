@@ -1,0 +1,188 @@
+"""Events of the sandbox: Stripe's Event objects, the Events API and signed webhook delivery.
+
+Every customer create/update/delete and payment-method attach/detach records one Event in Stripe's
+shape (``id``, ``object: "event"``, ``type``, ``created``, ``data.object``, ``data.previous_attributes``
+for ``*.updated``, ``request.id``/``request.idempotency_key``, ``livemode``, ``api_version``,
+``pending_webhooks``). Events are frozen at record time (JSON bytes), as Stripe's are.
+
+Deviations worth knowing:
+
+* ``previous_attributes.metadata`` holds only the changed keys; a key that did not exist before has
+  ``null`` as its old value (how Stripe shows added keys in a hash).
+* Retention is 30 days (``RETENTION_S``); ``/_sandbox/events/expire`` moves every recorded event
+  back 31 days so tests can meet a cursor that Stripe no longer keeps.
+* Delivery (``/_sandbox/webhooks``) posts each event once to one URL, in order, after the API
+  answer has been sent (like ``stripe listen --forward-to``); no retries. Each attempt is logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import Any
+
+from .store import rand_id
+
+RETENTION_S = 30 * 86400
+
+
+def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """``Stripe-Signature`` as Stripe documents it: ``t=<unix>,v1=<hex HMAC-SHA256(secret, "t.payload")>``."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode("utf-8"), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def metadata_previous(old: dict[str, str], new: dict[str, str]) -> dict[str, str | None] | None:
+    """Changed metadata keys → old value (None for a key that was added); None when nothing changed."""
+    changed = {k: old.get(k) for k in set(old) | set(new) if old.get(k) != new.get(k)}
+    return changed or None
+
+
+def previous_attributes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Top-level fields of a rendered object whose value changed → their old value."""
+    prev: dict[str, Any] = {}
+    for key in old.keys() | new.keys():
+        if old.get(key) == new.get(key):
+            continue
+        if key == "metadata":
+            md = metadata_previous(old.get("metadata") or {}, new.get("metadata") or {})
+            if md:
+                prev["metadata"] = md
+        else:
+            prev[key] = old.get(key)
+    return prev
+
+
+@dataclass
+class EventLog:
+    """One mode's events, ascending by ``(created, seq)``."""
+
+    livemode: bool
+    api_version: str
+    keys: list[tuple[int, int]] = field(default_factory=list)
+    blobs: list[bytes] = field(default_factory=list)
+    by_id: dict[str, int] = field(default_factory=dict)  # id -> seq
+    seq: int = 0
+
+    def record(
+        self,
+        type_: str,
+        obj: dict[str, Any],
+        request_id: str | None,
+        idempotency_key: str | None,
+        previous: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        self.seq += 1
+        data: dict[str, Any] = {"object": obj}
+        if previous is not None:
+            data["previous_attributes"] = previous
+        event = {
+            "id": rand_id("evt_1", 23),
+            "object": "event",
+            "api_version": self.api_version,
+            "created": int(time.time()),
+            "data": data,
+            "livemode": self.livemode,
+            "pending_webhooks": 0,
+            "request": {"id": request_id, "idempotency_key": idempotency_key if request_id else None},
+            "type": type_,
+        }
+        key = (event["created"], self.seq)
+        i = bisect_left(self.keys, key)  # the clock may step back: keep the order anyway
+        self.keys.insert(i, key)
+        self.blobs.insert(i, json.dumps(event).encode())
+        self.by_id[event["id"]] = self.seq
+        return event
+
+    def index_of(self, event_id: str) -> int | None:
+        seq = self.by_id.get(event_id)
+        if seq is None:
+            return None
+        for i in range(len(self.keys) - 1, -1, -1):  # recent events are the ones looked up
+            if self.keys[i][1] == seq:
+                return i
+        return None
+
+    def get(self, i: int) -> dict[str, Any]:
+        return json.loads(self.blobs[i])  # type: ignore[no-any-return]
+
+    def window_start(self, now: int | None = None) -> int:
+        """Index of the oldest event still inside the 30-day retention."""
+        cutoff = (int(time.time()) if now is None else now) - RETENTION_S
+        return bisect_left(self.keys, (cutoff,))
+
+    def expire_all(self) -> int:
+        """Move every recorded event back past the retention (tests: a cursor Stripe no longer keeps)."""
+        shift = RETENTION_S + 86400
+        for i, (created, seq) in enumerate(self.keys):
+            self.keys[i] = (created - shift, seq)
+            event = json.loads(self.blobs[i])
+            event["created"] -= shift
+            self.blobs[i] = json.dumps(event).encode()
+        return len(self.keys)
+
+
+def type_matcher(patterns: list[str]) -> Any:
+    """A predicate for ``type``/``types[]``: exact names or one trailing ``*`` wildcard (``customer.*``)."""
+    exact = {p for p in patterns if not p.endswith("*")}
+    prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
+
+    def match(t: str) -> bool:
+        return t in exact or (bool(prefixes) and t.startswith(prefixes))
+
+    return match
+
+
+@dataclass
+class Delivery:
+    """Where events are forwarded (``stripe listen --forward-to``) and what happened to each."""
+
+    url: str | None = None
+    secret: str = ""
+    types: list[str] = field(default_factory=lambda: ["*"])
+    log: list[dict[str, Any]] = field(default_factory=list)
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    flushing: bool = False
+
+    async def flush(self) -> None:
+        """Post queued events in order (one attempt each), signed with ``secret``.
+
+        One flusher at a time (the running one picks up what later requests queue), so concurrent
+        API requests never reorder deliveries.
+        """
+        import httpx
+
+        if not self.url:
+            self.queue.clear()
+            return
+        if self.flushing:
+            return
+        self.flushing = True
+        match = type_matcher(self.types)
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                await self._drain(client, match)
+        finally:
+            self.flushing = False
+
+    async def _drain(self, client: Any, match: Any) -> None:
+        import httpx
+
+        while self.queue:
+            event = self.queue.pop(0)
+            if not match(event["type"]):
+                continue
+            payload = json.dumps(event, indent=2).encode()  # Stripe sends pretty-printed JSON
+            headers = {"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": sign(payload, self.secret)}
+            entry: dict[str, Any] = {"event": event["id"], "type": event["type"]}
+            try:
+                response = await client.post(self.url, content=payload, headers=headers)
+                entry["status"] = response.status_code
+            except httpx.HTTPError as exc:
+                entry["error"] = type(exc).__name__
+            self.log.append(entry)
