@@ -50,6 +50,7 @@ TOOLS = (
     "get_customer",
     "list_customers",
     "search_customers",
+    "customer_history",
     "create_customer",
     "update_customer",
     "delete_customer",

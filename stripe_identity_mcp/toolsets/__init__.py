@@ -6,7 +6,7 @@ import importlib
 from types import ModuleType
 
 # "access" (describe_access) is always on; the others follow Settings.enabled_toolsets().
-MODULES = ("access", "customers", "billing", "team", "connect", "identity", "export")
+MODULES = ("access", "customers", "history", "billing", "team", "connect", "identity", "export")
 
 
 def _load() -> list[ModuleType]:

@@ -114,8 +114,7 @@ def register(server: MCPServer, settings: Settings) -> None:
     ) -> EmailLookup:
         """Find every Stripe customer (billing record) with this email, flagging duplicates.
 
-        For "who is jane@acme.com, is she billed twice". Customers only; resolve_identity covers
-        team members and Connect accounts too.
+        Customers only; resolve_identity covers team members and Connect accounts too.
         """
         app = deps(ctx)
         with tool_errors(app):
@@ -127,10 +126,7 @@ def register(server: MCPServer, settings: Settings) -> None:
         ctx: Context,
         detail: Detail = "full",
     ) -> CustomerSummary:
-        """Fetch one Stripe customer by id, with subscription count and default payment method.
-
-        Deleted customers come back with deleted=true (Stripe keeps only the id).
-        """
+        """Fetch one Stripe customer by id, with subscription count and default payment method."""
         app = deps(ctx)
         with tool_errors(app):
             customer = await app.stripe.retrieve_customer(
@@ -152,10 +148,7 @@ def register(server: MCPServer, settings: Settings) -> None:
         email: Annotated[str | None, Field(max_length=512, description="exact, case-sensitive")] = None,
         detail: Detail = "compact",
     ) -> CustomerPage:
-        """List one page of Stripe customers, newest first; pass next_cursor as starting_after for more.
-
-        Lookup by email: find_customers_by_email; everything: export_customers.
-        """
+        """List one page of Stripe customers, newest first; pass next_cursor as starting_after for more."""
         params = page_args(starting_after, ending_before, created_gte, created_lte)
         app = deps(ctx)
         with tool_errors(app):
@@ -184,10 +177,7 @@ def register(server: MCPServer, settings: Settings) -> None:
         limit: Annotated[int, Field(ge=1, le=100)] = 10,
         page: Annotated[str | None, Field(max_length=1000, description="previous next_page")] = None,
     ) -> CustomerPage:
-        """Search Stripe customers by query language or by simple fields (escaped for you).
-
-        Lags writes by up to a minute; exact email: find_customers_by_email.
-        """
+        """Search Stripe customers by query language or by simple fields (escaped for you)."""
         clauses = []
         try:
             if query:
