@@ -19,6 +19,7 @@ SANDBOX_SCIM_TOKEN = "scim_sandbox"
 EXTERNAL: dict[str, tuple[str, str, str]] = {
     "sandbox": ("stripe_identity_mcp.sandbox.runner", "main_sandbox", "run the Stripe + SCIM emulator alone"),
     "export": ("stripe_identity_mcp.export.cli", "main_export", "export every customer to JSONL/CSV"),
+    "sync": ("stripe_identity_mcp.mirror.cli", "main_sync", "keep a local SQLite mirror of the customers current"),
     "doctor": ("stripe_identity_mcp.doctor", "main_doctor", "check key, reachability, SCIM token, portal config"),
     "demo": ("stripe_identity_mcp.demo", "main_demo", "run a scripted conversation against the sandbox"),
     "token": ("stripe_identity_mcp.http_auth", "main_token", "create a bearer token for the HTTP transport"),
