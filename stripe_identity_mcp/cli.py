@@ -48,12 +48,16 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--confirm", choices=["elicit", "param-only"], help="destructive-call confirmation mode")
     g.add_argument("--audit-log", help="JSONL audit log path for write attempts")
     g.add_argument("--export-dir", help="directory export_customers may write into (default ./exports)")
+    g.add_argument("--mirror", help="local mirror (see `sync`) the customer tools also read")
     t = parser.add_argument_group("transport")
     t.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     t.add_argument("--host", default="127.0.0.1")
     t.add_argument("--port", type=int, default=8765)
     t.add_argument("--stateless", action="store_true", help="HTTP: stateless mode for several replicas")
     t.add_argument("--tokens-file", help="HTTP: bearer token file (TOML/JSON)")
+    t.add_argument("--webhook-secret", dest="webhook_secret_list", action="append", metavar="WHSEC",
+                   help="HTTP: accept Stripe webhooks at /webhooks/stripe into --mirror (repeatable; "
+                   "prefer env STRIPE_WEBHOOK_SECRET, comma-separated)")
     t.add_argument("--allowed-origin", action="append", default=None, help="HTTP: allowed Origin (repeatable)")
     t.add_argument("--allowed-host", action="append", default=None, help="HTTP: allowed Host header (repeatable)")
     t.add_argument("--header-timeout", dest="http_header_timeout_s", type=float, metavar="SECONDS",
@@ -74,12 +78,14 @@ _FLAG_FIELDS = (
     "api_key", "api_base", "api_version", "stripe_account", "scim_base", "log_level", "toolsets",
     "allow_writes", "allow_live_writes", "read_only", "confirm", "audit_log", "export_dir", "tokens_file",
     "http_header_timeout_s", "http_keep_alive_s", "http_write_timeout_s", "http_max_connections",
-    "http_max_connections_per_ip", "http_reserved_connections",
+    "http_max_connections_per_ip", "http_reserved_connections", "mirror",
 )  # fmt: skip
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f, None) is not None}
+    if getattr(args, "webhook_secret_list", None):
+        overrides["webhook_secret"] = ",".join(args.webhook_secret_list)
     overrides.update(extra)
     from pydantic import ValidationError
 

@@ -175,6 +175,7 @@ class FrontApp:
     process_settings: Settings
     on_ready: Callable[[], None] | None = None
     shared: Shared = field(default_factory=Shared)
+    webhooks: Any = None  # WebhookReceiver when --webhook-secret is set (POST /webhooks/stripe)
     _by_caller: dict[str, TokenRoute] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -222,6 +223,9 @@ class FrontApp:
                 await Response(status_code=405, headers={"Allow": "GET, HEAD"})(scope, receive, send)
                 return
             await JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})(scope, receive, send)
+            return
+        if path == "/webhooks/stripe" and self.webhooks is not None:
+            await self.webhooks(scope, receive, send)  # authenticated by Stripe-Signature, not a token
             return
         if path != "/mcp":
             await JSONResponse({"error": "not_found", "message": "the MCP endpoint is /mcp"}, 404)(scope, receive, send)
@@ -379,6 +383,10 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
     security = security_settings(options.host, port, options.allowed_hosts, options.allowed_origins)
 
     front = FrontApp(routes=[], table=table, security=security, process_settings=settings, on_ready=on_ready)
+    if settings.webhook_secrets():
+        from stripe_identity_mcp.webhooks import receiver_for
+
+        front.webhooks = receiver_for(settings, front.shared)
     try:
         for caller, scoped in plans:
             server = build_server(scoped, open_app_deps=front.opener(caller))

@@ -83,16 +83,21 @@ def _row(conn: sqlite3.Connection, cid: str) -> tuple[int, int, str] | None:
     return conn.execute("SELECT deleted, version, data FROM customers WHERE id = ?", (cid,)).fetchone()  # type: ignore[no-any-return]
 
 
-def put_state(conn: sqlite3.Connection, obj: dict[str, Any], version: int) -> Outcome:
-    """Hold `obj` (a live customer's state as of `version`) unless a newer state or a tombstone is held."""
+def put_state(conn: sqlite3.Connection, obj: dict[str, Any], version: int, *, force: bool = False) -> Outcome:
+    """Hold `obj` (a live customer's state as of `version`) unless a newer state or a tombstone is held.
+
+    `force`: `obj` was just read from Stripe, so it is current whatever the held version says (the
+    held version is kept when higher, so older webhooks arriving later stay stale).
+    """
     cid = obj["id"]
     data = json.dumps(obj, sort_keys=True, separators=(",", ":"))
     email = obj.get("email")
     row = _row(conn, cid)
     if row is not None:
         deleted, held_version, held = row
-        if deleted or version < held_version:
+        if deleted or (version < held_version and not force):
             return "stale"
+        version = max(version, held_version)
         conn.execute(
             "UPDATE customers SET data = ?, email_lower = ?, version = ? WHERE id = ?",
             (data, email.lower() if email else None, version, cid),

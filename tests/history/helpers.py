@@ -30,3 +30,9 @@ def sync(sb: Any, db: Path, on_progress: Any = None, **overrides: Any) -> Any:
     from stripe_identity_mcp.mirror.cli import sync_with
 
     return anyio.run(sync_with, make_settings(sb, **overrides), db, on_progress)
+
+
+async def async_sync(sb: Any, db: Path, **overrides: Any) -> Any:
+    from stripe_identity_mcp.mirror.cli import sync_with
+
+    return await sync_with(make_settings(sb, **overrides), db)
