@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -69,10 +71,24 @@ async def case_variants(
     return variants
 
 
-async def lookup_email(stripe: StripeClient, email: str, mode: str, include_case_variants: bool) -> EmailLookup:
+async def lookup_email(
+    stripe: StripeClient, email: str, mode: str, include_case_variants: bool, mirror: Path | None = None
+) -> EmailLookup:
     exact, truncated = await exact_email_matches(stripe, email, LIST_EXPAND)
     warnings: list[str] = []
     variants: list[Customer] = []
+    from_mirror: list[CaseVariant] = []
+    if include_case_variants and mirror is not None:
+        from stripe_identity_mcp.mirror import lookup
+        from stripe_identity_mcp.mirror.store import MirrorError
+
+        try:  # no search lag: the mirror has what the last sync or webhook brought
+            found, age = lookup.case_variants(mirror, email, {c.id for c in exact})
+            from_mirror = [CaseVariant(id=c["id"], email=c.get("email"), source="mirror") for c in found]
+            if from_mirror:
+                warnings.append(f"{len(from_mirror)} case variant(s) from the local mirror ({age}).")
+        except (MirrorError, sqlite3.Error) as exc:
+            warnings.append(f"mirror not used: {exc}")
     if include_case_variants:
         try:
             variants = await case_variants(stripe, email, {c.id for c in exact})
@@ -90,15 +106,16 @@ async def lookup_email(stripe: StripeClient, email: str, mode: str, include_case
         )
     if not exact:
         warnings.append(f"no customer has exactly this email in {mode} mode (Stripe compares emails case-sensitively).")
-    if include_case_variants and not variants:
+    if include_case_variants and not variants and not from_mirror:
         warnings.append(f"case-variant pass: {SEARCH_LAG}.")
+    searched = [CaseVariant(id=c.id, email=c.email) for c in variants if c.id not in {m.id for m in from_mirror}]
     return EmailLookup(
         email=email,
         mode=mode,
         exact_count=len(exact),
-        record_count=len(exact) + len(variants),
+        record_count=len(exact) + len(searched) + len(from_mirror),
         customers=[summarize(c) for c in exact],
-        case_variants=[CaseVariant(id=c.id, email=c.email) for c in variants],
+        case_variants=from_mirror + searched,
         warnings=warnings,
     )
 
@@ -118,7 +135,7 @@ def register(server: MCPServer, settings: Settings) -> None:
         """
         app = deps(ctx)
         with tool_errors(app):
-            return await lookup_email(app.stripe, email, app.mode_label, include_case_variants)
+            return await lookup_email(app.stripe, email, app.mode_label, include_case_variants, app.settings.mirror)
 
     @server.tool(annotations=READ)
     async def get_customer(
