@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -114,10 +115,15 @@ class WebhookReceiver:
         except WebhookError as exc:
             await JSONResponse({"error": str(exc)}, 400)(scope, receive, send)
             return
-        async with self.lock:
-            with store.transaction(self.conn):
-                outcome = store.apply_event(self.conn, event, ordered=False)
-                store.set_meta(self.conn, "webhook_at", time.time())
+        try:
+            async with self.lock:
+                with store.transaction(self.conn):
+                    outcome = store.apply_event(self.conn, event, ordered=False)
+                    store.set_meta(self.conn, "webhook_at", time.time())
+        except sqlite3.Error as exc:  # not applied: a non-2xx makes Stripe deliver it again later
+            logger.error("mirror: webhook %s not applied: %s", event["id"], exc)
+            await JSONResponse({"error": "mirror unavailable; not applied"}, 503)(scope, receive, send)
+            return
         await JSONResponse({"received": True, "outcome": outcome})(scope, receive, send)
         if outcome == "ambiguous" and self.refresh is not None:
             await self._reread(event["data"]["object"]["id"])
@@ -130,12 +136,15 @@ class WebhookReceiver:
         except Exception as exc:  # the next sync settles it; the webhook was already answered
             logger.warning("mirror: re-reading %s after an ambiguous webhook failed: %s", cid, type(exc).__name__)
             return
-        async with self.lock:
-            with store.transaction(self.conn):
-                if obj is None or obj.get("deleted"):
-                    store.put_tombstone(self.conn, cid, 0, version)
-                else:
-                    store.put_state(self.conn, obj, version, force=True)
+        try:
+            async with self.lock:
+                with store.transaction(self.conn):
+                    if obj is None or obj.get("deleted"):
+                        store.put_tombstone(self.conn, cid, 0, version)
+                    else:
+                        store.put_state(self.conn, obj, version, force=True)
+        except sqlite3.Error as exc:
+            logger.warning("mirror: re-read of %s not stored: %s", cid, exc)
 
     def close(self) -> None:
         self.conn.close()

@@ -10,7 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stripe_identity_mcp.export.duplicates import DuplicateScan, Member, _member, normalise_email
+from stripe_identity_mcp.export.duplicates import (
+    DuplicateScan,
+    Member,
+    _member,
+    normalise_email,
+)
 from stripe_identity_mcp.export.engine import STRIPE_EPOCH
 from stripe_identity_mcp.mirror import store
 

@@ -135,16 +135,18 @@ def apply_event(conn: sqlite3.Connection, event: dict[str, Any], *, ordered: boo
     if etype not in ("customer.created", "customer.updated", "customer.deleted"):
         return "ignored"
     eid, created = str(event["id"]), int(event["created"])
-    if conn.execute("SELECT 1 FROM events WHERE id = ?", (eid,)).fetchone():
+    seen = conn.execute("SELECT 1 FROM events WHERE id = ?", (eid,)).fetchone() is not None
+    if seen and not ordered:
         return "duplicate"
+    # In Stripe's order an event seen before (as a webhook) is applied again: a same-second
+    # predecessor applied just before it must not be left as the held state.
     obj = event["data"]["object"]
-    conn.execute("INSERT INTO events (id, created) VALUES (?, ?)", (eid, created))
+    conn.execute("INSERT OR IGNORE INTO events (id, created) VALUES (?, ?)", (eid, created))
     if etype == "customer.deleted":
         return put_tombstone(conn, obj["id"], int(obj.get("created") or 0), created)
     row = _row(conn, obj["id"])
-    if not ordered and row is not None and not row[0] and row[1] == created:
-        if json.loads(row[2]) != obj:
-            return "ambiguous"
+    if not ordered and row is not None and not row[0] and row[1] == created and json.loads(row[2]) != obj:
+        return "ambiguous"
     return put_state(conn, obj, created)
 
 

@@ -23,7 +23,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from stripe_identity_mcp.export import checkpoint as ckpt
-from stripe_identity_mcp.export.engine import STRIPE_EPOCH, Scanner, Window, initial_windows
+from stripe_identity_mcp.export.engine import (
+    STRIPE_EPOCH,
+    Scanner,
+    Window,
+    initial_windows,
+)
 from stripe_identity_mcp.mirror import store
 
 RETENTION_S = 30 * 86400

@@ -841,7 +841,7 @@ def events_list(ctx: Ctx, _: dict[str, str]) -> tuple[int, dict[str, Any]]:
         match = lambda t: True  # noqa: E731
     start = log.window_start()
     lo, hi = created_bounds(log.keys, created)
-    matched = [i for i in range(max(lo, start), hi) if match(json.loads(log.blobs[i])["type"])]
+    matched = [i for i in range(max(lo, start), hi) if match(log.types[i])]
     mkeys = [log.keys[i] for i in matched]
 
     def lookup(eid: str) -> Any:

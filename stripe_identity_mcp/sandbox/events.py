@@ -7,8 +7,8 @@ for ``*.updated``, ``request.id``/``request.idempotency_key``, ``livemode``, ``a
 
 Deviations worth knowing:
 
-* ``previous_attributes.metadata`` holds only the changed keys; a key that did not exist before has
-  ``null`` as its old value (how Stripe shows added keys in a hash).
+* ``previous_attributes`` shows a nested hash (``metadata``, ``address``) by its changed keys only, as
+  Stripe does since API version 2015-01-26; a key that did not exist before has ``null`` as old value.
 * Retention is 30 days (``RETENTION_S``); ``/_sandbox/events/expire`` moves every recorded event
   back 31 days so tests can meet a cursor that Stripe no longer keeps.
 * Delivery (``/_sandbox/webhooks``) posts each event once to one URL, in order, after the API
@@ -37,24 +37,18 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     return f"t={t},v1={mac}"
 
 
-def metadata_previous(old: dict[str, str], new: dict[str, str]) -> dict[str, str | None] | None:
-    """Changed metadata keys → old value (None for a key that was added); None when nothing changed."""
-    changed = {k: old.get(k) for k in set(old) | set(new) if old.get(k) != new.get(k)}
-    return changed or None
-
-
 def previous_attributes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Top-level fields of a rendered object whose value changed → their old value."""
+    """Changed fields of a rendered object → their old value, as Stripe renders them (since 2015-01-26):
+    a nested hash shows only its changed keys (a key that did not exist before: null), an array whole."""
     prev: dict[str, Any] = {}
-    for key in old.keys() | new.keys():
-        if old.get(key) == new.get(key):
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key), new.get(key)
+        if before == after:
             continue
-        if key == "metadata":
-            md = metadata_previous(old.get("metadata") or {}, new.get("metadata") or {})
-            if md:
-                prev["metadata"] = md
+        if isinstance(before, dict) and isinstance(after, dict):
+            prev[key] = previous_attributes(before, after)
         else:
-            prev[key] = old.get(key)
+            prev[key] = before
     return prev
 
 
@@ -66,6 +60,7 @@ class EventLog:
     api_version: str
     keys: list[tuple[int, int]] = field(default_factory=list)
     blobs: list[bytes] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)  # parallel to keys: filters without decoding
     by_id: dict[str, int] = field(default_factory=dict)  # id -> seq
     seq: int = 0
 
@@ -81,22 +76,24 @@ class EventLog:
         data: dict[str, Any] = {"object": obj}
         if previous is not None:
             data["previous_attributes"] = previous
-        event = {
-            "id": rand_id("evt_1", 23),
+        event_id, created = rand_id("evt_1", 23), int(time.time())
+        event: dict[str, Any] = {
+            "id": event_id,
             "object": "event",
             "api_version": self.api_version,
-            "created": int(time.time()),
+            "created": created,
             "data": data,
             "livemode": self.livemode,
             "pending_webhooks": 0,
             "request": {"id": request_id, "idempotency_key": idempotency_key if request_id else None},
             "type": type_,
         }
-        key = (event["created"], self.seq)
+        key = (created, self.seq)
         i = bisect_left(self.keys, key)  # the clock may step back: keep the order anyway
         self.keys.insert(i, key)
         self.blobs.insert(i, json.dumps(event).encode())
-        self.by_id[event["id"]] = self.seq
+        self.types.insert(i, type_)
+        self.by_id[event_id] = self.seq
         return event
 
     def index_of(self, event_id: str) -> int | None:

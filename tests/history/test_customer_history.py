@@ -88,3 +88,12 @@ async def test_card_numbers_in_fields_are_masked_and_unknown_ids_are_errors(empt
     assert "4242 4242 4242 4242" not in json.dumps(out) and "4242424242424242" not in json.dumps(out)
     assert out["entries"][0]["changes"][0]["field"] == "description"
     assert missing.is_error and "No such customer" in missing.content[0].text
+
+
+async def test_nested_fields_change_leaf_by_leaf(empty_sandbox):
+    sb = empty_sandbox
+    cid = post(sb, "/v1/customers", {"address[line1]": "1 Main", "address[city]": "Oslo"}).json()["id"]
+    post(sb, f"/v1/customers/{cid}", {"address[line1]": "1 Main", "address[city]": "Bergen"})
+    async with mcp_client(make_settings(sb)) as client:
+        out = (await client.call_tool("customer_history", {"customer_id": cid})).structured_content
+    assert out["entries"][0]["changes"] == [{"field": "address.city", "old": "Oslo", "new": "Bergen"}]

@@ -28,7 +28,7 @@ async def test_a_case_variant_created_a_second_ago_is_found_in_the_mirror_via_we
         with http_server(settings) as running:
             httpx.post(sb.base_url + "/_sandbox/webhooks", json={"url": running.base + "/webhooks/stripe", "secret": SECRET})
             variant = create(sb, "Casey@Example.COM")
-            log = lambda: httpx.get(sb.base_url + "/_sandbox/webhooks").json()["log"]  # noqa: E731
+            log = lambda: httpx.get(sb.base_url + "/_sandbox/webhooks").json()["log"]
             assert wait_until(lambda: [e.get("status") for e in log()] == [200], sb.base_url)
             async with http_client(running.url, tokens["bot"]) as client:
                 r = await client.call_tool("find_customers_by_email", {"email": "casey@example.com"})
@@ -55,7 +55,7 @@ async def test_duplicates_answered_from_the_mirror_without_requests(tmp_path):
             mirrored = (await client.call_tool("find_duplicate_customers", {})).structured_content
         assert sb.sandbox.requests == before and mirrored["requests"] == 0
         assert mirrored["source"].startswith("mirror (synced")
-        groups = lambda rep: {g["email"]: sorted(c["id"] for c in g["customers"]) for g in rep["groups"]}  # noqa: E731
+        groups = lambda rep: {g["email"]: sorted(c["id"] for c in g["customers"]) for g in rep["groups"]}
         assert groups(mirrored) == groups(scanned) and groups(mirrored)["twin@example.com"] == sorted([a, b])
         assert all("subscriptions" not in c for g in mirrored["groups"] for c in g["customers"])
         assert mirrored["customers_scanned"] == scanned["customers_scanned"]

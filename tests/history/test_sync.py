@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from tests.conftest import SANDBOX_KEY, running_sandbox
 from tests.history.helpers import mirror_live, sandbox_live, sync

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from stripe_identity_mcp.mirror import store
 from tests.conftest import SANDBOX_KEY, make_settings, running_sandbox
@@ -70,7 +72,7 @@ def test_sandbox_webhooks_signed_like_stripe_update_the_mirror_without_an_mcp_to
     assert r.status_code == 200
     cid = httpx.post(sb.base_url + "/v1/customers", data={"email": "hooked@example.com"}, headers=AUTH).json()["id"]
     httpx.post(sb.base_url + f"/v1/customers/{cid}", data={"name": "Hooked"}, headers=AUTH)
-    log = lambda: httpx.get(sb.base_url + "/_sandbox/webhooks").json()["log"]  # noqa: E731
+    log = lambda: httpx.get(sb.base_url + "/_sandbox/webhooks").json()["log"]
     assert wait_until(lambda: len(log()) >= 2, sb.base_url)
     assert [entry["status"] for entry in log()] == [200, 200]
     assert mirror_live(db)[cid]["name"] == "Hooked"

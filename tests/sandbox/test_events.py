@@ -34,7 +34,7 @@ class Receiver:
         outer = self
 
         class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with outer.cond:
                     outer.got.append((body, self.headers.get("Stripe-Signature", "")))
@@ -66,7 +66,7 @@ def test_customer_changes_are_events_with_stripes_shape(fresh: SandboxHandle) ->
         cid = created["id"]
         api.post(f"/v1/customers/{cid}", data={"email": "EV@example.com", "metadata[plan]": "b", "metadata[tier]": "1"})
         api.post(f"/v1/customers/{cid}", data={"name": ""})  # changes nothing: no event
-        api.post(f"/v1/payment_methods/pm_card_visa/attach", data={"customer": cid})
+        api.post("/v1/payment_methods/pm_card_visa/attach", data={"customer": cid})
         api.delete(f"/v1/customers/{cid}")
         body = api.get("/v1/events", params={"type": "customer.*", "limit": 10}).json()
         events = [e for e in body["data"] if e["data"]["object"]["id"] == cid]
@@ -142,3 +142,12 @@ def test_webhooks_are_signed_so_stripe_python_accepts_them(fresh: SandboxHandle)
         assert json.loads(got[0][0])["id"] == log[0]["event"]
     finally:
         rx.close()
+
+
+def test_previous_attributes_show_only_the_changed_keys_of_a_nested_hash(fresh: SandboxHandle) -> None:
+    with client(fresh) as api:
+        cid = api.post("/v1/customers", data={"address[line1]": "1 Main", "address[city]": "Oslo"}).json()["id"]
+        api.post(f"/v1/customers/{cid}", data={"address[line1]": "1 Main", "address[city]": "Bergen"})
+        (event,) = api.get("/v1/events", params={"type": "customer.updated"}).json()["data"]
+    assert event["data"]["previous_attributes"] == {"address": {"city": "Oslo"}}
+    assert event["data"]["object"]["address"]["city"] == "Bergen"
