@@ -386,7 +386,11 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
     if settings.webhook_secrets():
         from stripe_identity_mcp.webhooks import receiver_for
 
-        front.webhooks = receiver_for(settings, front.shared)
+        try:
+            front.webhooks = receiver_for(settings, front.shared)
+        except BaseException:
+            sock.close()
+            raise
     try:
         for caller, scoped in plans:
             server = build_server(scoped, open_app_deps=front.opener(caller))

@@ -167,3 +167,32 @@ def test_any_order_of_distinct_second_events_with_replays_gives_the_newest_state
         assert live == []
     else:
         assert live == [events[-1]["data"]["object"]]
+
+
+def test_sync_after_a_same_second_webhook_ends_with_the_newest_state():
+    """A webhook applied E2; sync then replays [E1, E2] (same second) in Stripe's order → E2's state."""
+    conn = store.connect(":memory:")
+    obj = lambda n: {"id": "cus_tie", "object": "customer", "created": 1, "email": None, "metadata": {"n": n}}  # noqa: E731
+    e1 = {"id": "evt_1", "object": "event", "type": "customer.updated", "created": 5000, "data": {"object": obj("1")}}
+    e2 = {"id": "evt_2", "object": "event", "type": "customer.updated", "created": 5000, "data": {"object": obj("2")}}
+    with store.transaction(conn):
+        store.put_state(conn, obj("0"), 4000)
+        assert store.apply_event(conn, e2, ordered=False) == "updated"
+        assert store.apply_event(conn, e2, ordered=False) == "duplicate"
+        assert store.apply_event(conn, e1, ordered=False) == "ambiguous"  # same second, other state: re-read
+    with store.transaction(conn):
+        for event in (e1, e2):
+            store.apply_event(conn, event, ordered=True)
+    assert list(store.live_customers(conn)) == [obj("2")]
+
+
+def test_webhook_secret_needs_a_mirror_and_the_whsec_prefix(tmp_path):
+    from stripe_identity_mcp.settings import ConfigError
+    from stripe_identity_mcp.transport_http import HttpOptions, prepare_http
+
+    with running_sandbox(empty=True) as sb:
+        with pytest.raises(ConfigError, match="--mirror"):
+            prepare_http(make_settings(sb, webhook_secret=SECRET), HttpOptions(port=0))
+        with pytest.raises(Exception, match="whsec_"):
+            make_settings(sb, webhook_secret="sk_test_oops", mirror=tmp_path / "m.db")
+        assert SECRET in make_settings(sb, webhook_secret=SECRET).secrets()  # redacted from logs
