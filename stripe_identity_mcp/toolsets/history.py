@@ -104,7 +104,7 @@ def changes_of(event: dict[str, Any]) -> list[Change]:
             if obj.get(key):
                 out.append(Change(field=key, new=shown(obj[key])))
         for key, value in sorted((obj.get("metadata") or {}).items()):
-            out.append(Change(field=f"metadata.{key}", new=shown(value)))
+            out.append(Change(field=f"metadata.{clean(key, 40)}", new=shown(value)))
         return out
     if event.get("type") != "customer.updated":
         return out
@@ -114,7 +114,8 @@ def changes_of(event: dict[str, Any]) -> list[Change]:
         if key == "metadata" and isinstance(old, dict):
             new_md = obj.get("metadata") or {}
             for mkey in sorted(old):
-                out.append(Change(field=f"metadata.{mkey}", old=shown(old[mkey]), new=shown(new_md.get(mkey))))
+                # metadata keys are customer-supplied too: shown cleaned like the values
+                out.append(Change(field=f"metadata.{clean(mkey, 40)}", old=shown(old[mkey]), new=shown(new_md.get(mkey))))
         else:
             _leaves(key, old, obj.get(key), out)
     return out
