@@ -8,8 +8,8 @@ the timestamp must be within 300 s of our clock (a replayed capture goes stale).
 this route's only authentication: no MCP bearer token, no Host/Origin check.
 
 Anything wrong → 400 with a short reason and nothing applied. A verified event is applied in one
-SQLite transaction and answered 200 at once; a same-second reordering (``ambiguous``) is settled by
-re-reading that customer from Stripe after the answer.
+SQLite transaction and answered 200; a same-second reordering (``ambiguous``) is first settled by
+re-reading that customer from Stripe (one GET).
 """
 
 from __future__ import annotations
@@ -124,9 +124,12 @@ class WebhookReceiver:
             logger.error("mirror: webhook %s not applied: %s", event["id"], exc)
             await JSONResponse({"error": "mirror unavailable; not applied"}, 503)(scope, receive, send)
             return
-        await JSONResponse({"received": True, "outcome": outcome})(scope, receive, send)
         if outcome == "ambiguous" and self.refresh is not None:
+            # Rare (two states of one second); one GET, well inside Stripe's delivery timeout, and
+            # the answer then means the mirror holds the customer's current state.
             await self._reread(event["data"]["object"]["id"])
+            outcome = "reread"
+        await JSONResponse({"received": True, "outcome": outcome})(scope, receive, send)
 
     async def _reread(self, cid: str) -> None:
         """Settle a same-second reordering with the customer's own current state."""

@@ -1161,6 +1161,9 @@ class Sandbox:
             return JSONResponse(self.stats())
         if path == "/_sandbox/webhooks":
             return await self._admin_webhooks(request)
+        if path == "/_sandbox/webhooks/flush":  # tests: wait for deliveries without sleeping
+            await self.delivery.flush()
+            return JSONResponse({"url": self.delivery.url, "log": self.delivery.log})
         if path == "/_sandbox/events/expire":
             return JSONResponse({"expired": sum(log.expire_all() for log in self.events.values())})
         if path == "/_sandbox/dashboard":
@@ -1309,6 +1312,7 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
         Route("/_sandbox/reset-stats", sandbox.admin, methods=["POST"]),
         Route("/_sandbox/config", sandbox.admin, methods=["GET", "POST"]),
         Route("/_sandbox/webhooks", sandbox.admin, methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/webhooks/flush", sandbox.admin, methods=["POST"]),
         Route("/_sandbox/events/expire", sandbox.admin, methods=["POST"]),
         Route("/_sandbox/dashboard", sandbox.admin, methods=["POST"]),
     ]

@@ -12,7 +12,8 @@ Deviations worth knowing:
 * Retention is 30 days (``RETENTION_S``); ``/_sandbox/events/expire`` moves every recorded event
   back 31 days so tests can meet a cursor that Stripe no longer keeps.
 * Delivery (``/_sandbox/webhooks``) posts each event once to one URL, in order, after the API
-  answer has been sent (like ``stripe listen --forward-to``); no retries. Each attempt is logged.
+  answer has been sent (like ``stripe listen --forward-to``); no retries. Each attempt is logged;
+  ``POST /_sandbox/webhooks/flush`` answers once every queued delivery was attempted.
 """
 
 from __future__ import annotations
@@ -144,28 +145,28 @@ class Delivery:
     types: list[str] = field(default_factory=lambda: ["*"])
     log: list[dict[str, Any]] = field(default_factory=list)
     queue: list[dict[str, Any]] = field(default_factory=list)
-    flushing: bool = False
+    lock: Any = None  # anyio.Lock, made on first use inside the server's event loop
 
     async def flush(self) -> None:
         """Post queued events in order (one attempt each), signed with ``secret``.
 
-        One flusher at a time (the running one picks up what later requests queue), so concurrent
-        API requests never reorder deliveries.
+        One flusher at a time, popping the shared queue in order, so concurrent API requests never
+        reorder deliveries; returns once everything queued before the call was attempted (what
+        ``POST /_sandbox/webhooks/flush`` waits for).
         """
+        import anyio
         import httpx
 
-        if not self.url:
-            self.queue.clear()
-            return
-        if self.flushing:
-            return
-        self.flushing = True
-        match = type_matcher(self.types)
-        try:
+        if self.lock is None:
+            self.lock = anyio.Lock()
+        async with self.lock:
+            if not self.url:
+                self.queue.clear()
+                return
+            if not self.queue:
+                return
             async with httpx.AsyncClient(timeout=5.0) as client:
-                await self._drain(client, match)
-        finally:
-            self.flushing = False
+                await self._drain(client, type_matcher(self.types))
 
     async def _drain(self, client: Any, match: Any) -> None:
         import httpx
