@@ -128,6 +128,8 @@ def serve(args: argparse.Namespace) -> int:
             print(f"stripe-identity-mcp: {exc}", file=sys.stderr)
             return 2
         configure_logging(settings.log_level, settings.secrets())
+        if settings.webhook_secrets() and args.transport != "http":
+            print("stripe-identity-mcp: --webhook-secret is ignored: webhooks need --transport http", file=sys.stderr)
         if args.transport == "http":
             from stripe_identity_mcp.transport_http import run_http
 
