@@ -147,3 +147,30 @@ def test_cli_sync_and_export_from_db(tmp_path):
         r = subprocess.run([*base, "export", "--from-db", str(tmp_path / "none.db"), "--out", str(tmp_path / "x.csv")],
                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
         assert r.returncode == 2 and "sync --db" in r.stderr
+
+
+def test_a_sync_process_killed_by_sigkill_resumes(tmp_path):
+    """A real kill -9 during the first export: the next run continues it and the mirror ends exact."""
+    import signal
+
+    db = tmp_path / "m.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    with running_sandbox(customers=400, latency_ms=300) as sb:
+        cmd = [sys.executable, "-m", "stripe_identity_mcp", "sync", "--db", str(db),
+               "--api-key", SANDBOX_KEY, "--api-base", sb.base_url]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, env=env)
+        seen = b""
+        while b"customers" not in seen:  # the progress line is written after a page's rows were committed
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            assert chunk, f"sync ended before its first page: {seen!r}"
+            seen += chunk
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stderr.close()
+        assert proc.returncode == -signal.SIGKILL
+        assert 0 < len(mirror_live(db)) < 400
+        r = subprocess.run(cmd + ["--quiet"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["kind"] == "resumed"
+        assert mirror_live(db) == sandbox_live(sb)
