@@ -115,6 +115,11 @@ class WebhookReceiver:
         except WebhookError as exc:
             await JSONResponse({"error": str(exc)}, 400)(scope, receive, send)
             return
+        held = store.get_meta(self.conn, "mode")
+        event_mode = "live" if event.get("livemode") else "test"
+        if held is not None and held != event_mode:  # a misrouted endpoint must not mix modes
+            await JSONResponse({"error": f"{event_mode}-mode event; this mirror holds {held} mode"}, 400)(scope, receive, send)
+            return
         try:
             async with self.lock:
                 with store.transaction(self.conn):

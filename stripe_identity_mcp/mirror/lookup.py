@@ -20,8 +20,14 @@ from stripe_identity_mcp.export.engine import STRIPE_EPOCH
 from stripe_identity_mcp.mirror import store
 
 
-def age_label(conn: Any) -> str:
-    """`synced 12s ago` (+ `last webhook 3s ago`): how current a mirror answer is."""
+def age_label(conn: Any, mode: str | None = None) -> str:
+    """`synced 12s ago` (+ `last webhook 3s ago`): how current a mirror answer is.
+
+    `mode`: the server's key mode; a mirror of the other mode holds other customers and is refused.
+    """
+    held = store.get_meta(conn, "mode")
+    if mode is not None and held is not None and held != mode:
+        raise store.MirrorError(f"the mirror holds {held}-mode customers and this key is {mode} mode")
     now = time.time()
     synced = store.freshness(conn)
     if synced is None:
@@ -33,23 +39,25 @@ def age_label(conn: Any) -> str:
     return label
 
 
-def case_variants(path: Path, email: str, known: set[str]) -> tuple[list[dict[str, Any]], str]:
+def case_variants(path: Path, email: str, known: set[str], mode: str | None = None) -> tuple[list[dict[str, Any]], str]:
     """Live mirror customers whose email equals `email` ignoring case but not exactly."""
     conn = store.connect(path, create=False)
     try:
-        label = age_label(conn)
+        label = age_label(conn, mode)
         found = [c for c in store.by_email_lower(conn, email) if c["id"] not in known and c.get("email") != email]
         return sorted(found, key=lambda c: (-int(c.get("created") or 0), c["id"])), label
     finally:
         conn.close()
 
 
-def duplicates(path: Path, *, created_gte: int | None, created_lt: int | None, max_groups: int) -> tuple[DuplicateScan, str]:
+def duplicates(
+    path: Path, *, created_gte: int | None, created_lt: int | None, max_groups: int, mode: str | None = None
+) -> tuple[DuplicateScan, str]:
     """The duplicate report of `find_duplicates`, from the mirror (no request to Stripe)."""
     started = time.monotonic()
     conn = store.connect(path, create=False)
     try:
-        label = age_label(conn)
+        label = age_label(conn, mode)
         gte = created_gte if created_gte is not None else STRIPE_EPOCH
         lt = created_lt if created_lt is not None else int(time.time()) + 1
         by_email: dict[str, list[Member]] = {}

@@ -72,7 +72,12 @@ async def case_variants(
 
 
 async def lookup_email(
-    stripe: StripeClient, email: str, mode: str, include_case_variants: bool, mirror: Path | None = None
+    stripe: StripeClient,
+    email: str,
+    mode: str,
+    include_case_variants: bool,
+    mirror: Path | None = None,
+    key_mode: str | None = None,
 ) -> EmailLookup:
     exact, truncated = await exact_email_matches(stripe, email, LIST_EXPAND)
     warnings: list[str] = []
@@ -83,7 +88,7 @@ async def lookup_email(
         from stripe_identity_mcp.mirror.store import MirrorError
 
         try:  # no search lag: the mirror has what the last sync or webhook brought
-            found, age = lookup.case_variants(mirror, email, {c.id for c in exact})
+            found, age = lookup.case_variants(mirror, email, {c.id for c in exact}, key_mode)
             from_mirror = [CaseVariant(id=c["id"], email=c.get("email"), source="mirror") for c in found]
             if from_mirror:
                 warnings.append(f"{len(from_mirror)} case variant(s) from the local mirror ({age}).")
@@ -135,7 +140,9 @@ def register(server: MCPServer, settings: Settings) -> None:
         """
         app = deps(ctx)
         with tool_errors(app):
-            return await lookup_email(app.stripe, email, app.mode_label, include_case_variants, app.settings.mirror)
+            return await lookup_email(
+                app.stripe, email, app.mode_label, include_case_variants, app.settings.mirror, app.settings.mode
+            )
 
     @server.tool(annotations=READ)
     async def get_customer(

@@ -177,6 +177,7 @@ def register(server: MCPServer, settings: Settings) -> None:
                         created_gte=to_unix(created_gte, "created_gte"),
                         created_lt=to_unix(created_lt, "created_lt"),
                         max_groups=max_groups,
+                        mode=app.settings.mode,
                     )
                 except MirrorError as exc:
                     raise ToolError(f"{exc} (or serve without --mirror to scan Stripe)") from None

@@ -68,3 +68,15 @@ async def test_a_mirror_that_was_never_synced_is_said(tmp_path):
             look = (await client.call_tool("find_customers_by_email", {"email": "x@example.com"})).structured_content
     assert dup.is_error and "sync --db" in dup.content[0].text
     assert any("mirror not used" in w and "sync --db" in w for w in look["warnings"])
+
+
+async def test_a_mirror_of_the_other_mode_is_refused(tmp_path):
+    db = tmp_path / "m.db"
+    with running_sandbox(empty=True) as sb:
+        create(sb, "mode@example.com")
+        await async_sync(sb, db)  # test mode
+        async with mcp_client(make_settings(sb, api_key="sk_live_sandbox", mirror=db)) as client:
+            dup = await client.call_tool("find_duplicate_customers", {})
+            look = (await client.call_tool("find_customers_by_email", {"email": "Mode@example.com"})).structured_content
+    assert dup.is_error and "test-mode customers" in dup.content[0].text and "live mode" in dup.content[0].text
+    assert look["case_variants"] == [] and any("mirror not used" in w and "test-mode" in w for w in look["warnings"])

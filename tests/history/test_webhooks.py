@@ -88,6 +88,7 @@ def test_bad_unsigned_stale_or_malformed_deliveries_are_refused_and_change_nothi
         "tampered": httpx.post(base + "/webhooks/stripe", content=payload.replace("Changed", "Evil").encode(),
                                headers={"Stripe-Signature": stripe_python_header(payload, SECRET)}),
         "not an event": post_event(base, {"hello": "world"}),
+        "other mode": post_event(base, {**event, "livemode": True}),
     }
     for name, response in cases.items():
         assert response.status_code == 400, name
