@@ -133,8 +133,8 @@ class WebhookReceiver:
             # Rare (two states of one second); one GET, well inside Stripe's delivery timeout, and
             # the answer then means the mirror holds the customer's current state.
             await self._reread(event["data"]["object"]["id"])
-            outcome = "reread"
-        await JSONResponse({"received": True, "outcome": outcome})(scope, receive, send)
+        answer = "reread" if outcome == "ambiguous" and self.refresh is not None else outcome
+        await JSONResponse({"received": True, "outcome": answer})(scope, receive, send)
 
     async def _reread(self, cid: str) -> None:
         """Settle a same-second reordering with the customer's own current state."""
