@@ -19,6 +19,7 @@ SANDBOX_SCIM_TOKEN = "scim_sandbox"
 EXTERNAL: dict[str, tuple[str, str, str]] = {
     "sandbox": ("stripe_identity_mcp.sandbox.runner", "main_sandbox", "run the Stripe + SCIM emulator alone"),
     "export": ("stripe_identity_mcp.export.cli", "main_export", "export every customer to JSONL/CSV"),
+    "sync": ("stripe_identity_mcp.mirror.cli", "main_sync", "keep a local SQLite mirror of the customers current"),
     "doctor": ("stripe_identity_mcp.doctor", "main_doctor", "check key, reachability, SCIM token, portal config"),
     "demo": ("stripe_identity_mcp.demo", "main_demo", "run a scripted conversation against the sandbox"),
     "token": ("stripe_identity_mcp.http_auth", "main_token", "create a bearer token for the HTTP transport"),
@@ -67,12 +68,16 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--confirm", choices=["elicit", "param-only"], help="destructive-call confirmation mode")
     g.add_argument("--audit-log", help="JSONL audit log path for write attempts")
     g.add_argument("--export-dir", help="directory export_customers may write into (default ./exports)")
+    g.add_argument("--mirror", help="local mirror (see `sync`) the customer tools also read")
     t = parser.add_argument_group("transport")
     t.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     t.add_argument("--host", default="127.0.0.1")
     t.add_argument("--port", type=_port, default=8765, help="TCP port, 0 for any free one (default 8765)")
     t.add_argument("--stateless", action="store_true", help="HTTP: stateless mode for several replicas")
     t.add_argument("--tokens-file", help="HTTP: bearer token file (TOML/JSON)")
+    t.add_argument("--webhook-secret", dest="webhook_secret_list", action="append", metavar="WHSEC",
+                   help="HTTP: accept Stripe webhooks at /webhooks/stripe into --mirror (repeatable; "
+                   "prefer env STRIPE_WEBHOOK_SECRET, comma-separated)")
     t.add_argument("--allowed-origin", action="append", default=None, help="HTTP: allowed Origin (repeatable)")
     t.add_argument("--allowed-host", action="append", default=None, help="HTTP: allowed Host header (repeatable)")
     t.add_argument("--header-timeout", dest="http_header_timeout_s", type=float, metavar="SECONDS",
@@ -100,7 +105,7 @@ _FLAG_FIELDS = (
     "api_key", "api_base", "api_version", "stripe_account", "scim_base", "log_level", "toolsets",
     "allow_writes", "allow_live_writes", "read_only", "confirm", "audit_log", "export_dir", "tokens_file",
     "http_header_timeout_s", "http_keep_alive_s", "http_write_timeout_s", "http_max_connections",
-    "http_max_connections_per_ip", "http_reserved_connections",
+    "http_max_connections_per_ip", "http_reserved_connections", "mirror",
     "oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url", "oauth_introspection_url",
     "test_rate", "live_rate", "endpoint_rate", "search_rate", "endpoint_rates", "max_concurrency",
 )  # fmt: skip
@@ -108,6 +113,8 @@ _FLAG_FIELDS = (
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f, None) is not None}
+    if getattr(args, "webhook_secret_list", None):
+        overrides["webhook_secret"] = ",".join(args.webhook_secret_list)
     flags = {f: "--" + f.replace("_", "-") for f in overrides}  # errors name the flag the user typed
     overrides.update(extra)
     from pydantic import ValidationError
@@ -158,6 +165,8 @@ def serve(args: argparse.Namespace) -> int:
             print(f"stripe-identity-mcp: {exc}", file=sys.stderr)
             return 2
         configure_logging(settings.log_level, settings.secrets())
+        if settings.webhook_secrets() and args.transport != "http":
+            print("stripe-identity-mcp: --webhook-secret is ignored: webhooks need --transport http", file=sys.stderr)
         if args.transport == "http":
             from stripe_identity_mcp.transport_http import run_http
 

@@ -293,6 +293,11 @@ class Settings(BaseSettings):
     # Set when serving against the embedded emulator.
     sandbox: bool = Field(False, validation_alias=_env("STRIPE_IDENTITY_MCP_SANDBOX", "sandbox"))
 
+    # Local mirror (mirror/): the customer tools read it; the HTTP transport's webhook route writes it.
+    mirror: Path | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_MIRROR", "mirror"))
+    # Webhook signing secrets (whsec_…), comma-separated: several while a secret is being rotated.
+    webhook_secret: SecretStr | None = Field(None, validation_alias=_env("STRIPE_WEBHOOK_SECRET", "webhook_secret"))
+
     @field_validator("toolsets", mode="before")
     @classmethod
     def _split_toolsets(cls, value: object) -> object:
@@ -319,6 +324,15 @@ class Settings(BaseSettings):
     def _check_base(cls, value: str, info: ValidationInfo) -> str:
         name = "STRIPE_API_BASE" if info.field_name == "api_base" else "STRIPE_SCIM_BASE"
         return check_base_url(name, value.rstrip("/"))
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for part in value.get_secret_value().split(","):
+                if not part.strip().startswith("whsec_"):
+                    raise ValueError("STRIPE_WEBHOOK_SECRET / --webhook-secret: each secret starts with whsec_")
+        return value
 
     @field_validator("oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url", "oauth_introspection_url")
     @classmethod
@@ -424,7 +438,13 @@ class Settings(BaseSettings):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
         out.extend(self.state_key_list())
-        return out
+        return out + self.webhook_secrets()
+
+    def webhook_secrets(self) -> list[str]:
+        """The configured webhook signing secrets (several during a rotation)."""
+        if self.webhook_secret is None:
+            return []
+        return [s.strip() for s in self.webhook_secret.get_secret_value().split(",") if s.strip()]
 
 
 def missing_key_help() -> str:

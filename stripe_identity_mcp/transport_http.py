@@ -208,6 +208,7 @@ class FrontApp:
     shared: Shared = field(default_factory=Shared)
     oauth: OAuthResource | None = None  # set with --oauth-issuer: people's access tokens (see http_oauth)
     people: CapabilityServers | None = None  # the servers for OAuth capability sets, built on first use
+    webhooks: Any = None  # WebhookReceiver when --webhook-secret is set (POST /webhooks/stripe)
     _by_caller: dict[str, TokenRoute] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -266,6 +267,8 @@ class FrontApp:
                 return
             await JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})(scope, receive, send)
             return
+        if path == "/webhooks/stripe" and self.webhooks is not None:
+            await self.webhooks(scope, receive, send)  # authenticated by Stripe-Signature, not a token
         if self.oauth is not None and (path == METADATA_PATH or path.startswith(METADATA_PATH + "/")):
             await self.oauth.metadata_app(scope, receive, send)
             return
@@ -551,6 +554,14 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
         )
 
     front = FrontApp(routes=[], table=table, security=security, process_settings=settings, on_ready=on_ready)
+    if settings.webhook_secrets():
+        from stripe_identity_mcp.webhooks import receiver_for
+
+        try:
+            front.webhooks = receiver_for(settings, front.shared)
+        except BaseException:
+            sock.close()
+            raise
     try:
         for caller, scoped in plans:
             server = build_server(

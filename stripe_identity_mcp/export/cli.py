@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the export's share of the key in requests/s, capped by GET /v1/customers' limit (default: "
         "live 25 = a quarter of the key's 100, leaving the merchant's own traffic 75; test: the endpoint limit)",
     )
+    p.add_argument("--from-db", metavar="PATH", help="write from the local mirror (see sync) without calling Stripe")
     cli.add_settings_flags(p)
     return p
 
@@ -98,6 +99,31 @@ def resume_command(args: argparse.Namespace, fmt: str | None) -> str:
     return shlex.join(parts)
 
 
+def export_mirror(args: argparse.Namespace, fmt: str | None) -> int:
+    import sqlite3
+
+    from stripe_identity_mcp.mirror.export import export_from_db
+    from stripe_identity_mcp.mirror.store import MirrorError
+
+    if args.resume or args.created_gte is not None or args.created_lt is not None:
+        print(f"{PROG}: --from-db writes the whole mirror: no --resume or created range", file=sys.stderr)
+        return 2
+    try:
+        summary = export_from_db(Path(args.from_db), Path(args.out), fmt, overwrite=args.overwrite)  # type: ignore[arg-type]
+    except MirrorError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as exc:
+        print(f"{PROG}: cannot export from {args.from_db}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        age = time.time() - summary["mirror_current_at"]
+        print(f"{PROG}: {summary['count']:,} customers from the mirror (current as of {age:,.0f}s ago) → {summary['path']}",
+              file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
 def main_export(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -113,6 +139,8 @@ def main_export(argv: list[str]) -> int:
     if fmt is None and not args.resume:
         print(f"{PROG}: give --format jsonl|csv (cannot tell from {args.out!r})", file=sys.stderr)
         return 2
+    if args.from_db:
+        return export_mirror(args, fmt)
     with cli.maybe_sandbox(args) as overrides:
         try:
             settings = cli.settings_from_args(args, **overrides)

@@ -40,6 +40,7 @@ class CustomerSummary(Compact):
 class CaseVariant(Compact):
     id: str
     email: str | None
+    source: str | None = None  # "mirror" when found in the local mirror (--mirror), else via search
 
 
 class EmailLookup(Compact):

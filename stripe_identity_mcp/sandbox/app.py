@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from .config import SandboxConfig
+from .events import Delivery, EventLog, previous_attributes, type_matcher
 from .faults import SCIM_PREFIX, FaultInjector, FaultRule, RateLimiter
 from .forms import StripeError, missing, parse_form, unknown
 from .search import decode_page, encode_page, parse_query, search_view, snapshot
@@ -133,6 +134,15 @@ class Ctx:
         self.params = params
         self.store: ModeStore = sandbox.stores[mode]
         self.other: ModeStore = sandbox.stores["live" if mode == "test" else "test"]
+        # Set by handle_v1; None for changes made "in the Dashboard" (/_sandbox/dashboard).
+        self.request_id: str | None = None
+        self.idempotency_key: str | None = None
+
+    def emit(self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> None:
+        """Record an Event for a committed change (and queue it for webhook delivery)."""
+        event = self.sb.events[self.mode].record(type_, obj, self.request_id, self.idempotency_key, previous)
+        if self.sb.delivery.url:
+            self.sb.delivery.queue.append(event)
 
     def need(self, perm: str) -> None:
         if self.perms is not None and perm not in self.perms and perm.replace("_read", "_write") not in self.perms:
@@ -426,12 +436,16 @@ def customers_create(ctx: Ctx, _: dict[str, str]) -> tuple[int, dict[str, Any]]:
         "default_pm": None, "deleted": False, "changed_at": 0.0, "prev": None,
     }
     attach = _apply_customer_fields(ctx, rec, ctx.params, creating=True)
+    pm = None
     if attach:
         pm = _attach(ctx, attach, cid)
         if rec.get("default_pm") == attach:
             rec["default_pm"] = pm["id"]
     _touch(ctx, rec, creating=True)
     st.add_customer(rec)
+    ctx.emit("customer.created", st.render_customer(rec))
+    if pm is not None:
+        ctx.emit("payment_method.attached", st.render_pm(pm))
     return 200, st.render_customer(rec, expand)
 
 
@@ -450,7 +464,11 @@ def customers_update(ctx: Ctx, m: dict[str, str]) -> tuple[int, dict[str, Any]]:
     rec = _get_customer(ctx, m["id"], allow_deleted=False)
     before = snapshot(rec)
     old_email = rec.get("email")
+    rendered_before = ctx.store.render_customer(rec)
     _apply_customer_fields(ctx, rec, ctx.params, creating=False)
+    rendered_after = ctx.store.render_customer(rec)
+    if rendered_after != rendered_before:  # Stripe records no event for an update that changes nothing
+        ctx.emit("customer.updated", rendered_after, previous_attributes(rendered_before, rendered_after))
     if snapshot(rec) != before:
         # index bookkeeping
         cur = dict(rec)
@@ -471,6 +489,7 @@ def customers_delete(ctx: Ctx, m: dict[str, str]) -> tuple[int, dict[str, Any]]:
     ctx.allow(set())
     rec = _get_customer(ctx, m["id"], allow_deleted=False)
     st = ctx.store
+    last_state = st.render_customer(rec)
     st.remove_from_indexes(rec)
     rec["deleted"] = True
     ts = now_ts()
@@ -479,6 +498,7 @@ def customers_delete(ctx: Ctx, m: dict[str, str]) -> tuple[int, dict[str, Any]]:
         if sub["status"] != "canceled":
             sub["status"] = "canceled"
             sub["canceled_at"] = ts
+    ctx.emit("customer.deleted", last_state)  # Stripe's customer.deleted carries the last full state
     return 200, {"id": rec["id"], "object": "customer", "deleted": True}
 
 
@@ -611,7 +631,10 @@ def pm_attach(ctx: Ctx, m: dict[str, str]) -> tuple[int, dict[str, Any]]:
     pid = m["id"]
     _check_attachable(ctx, pid, cid, param="id")
     ctx.live_customer(cid)
+    already = pid in ctx.store.pms and ctx.store.pms[pid].get("customer") == cid
     pm = _attach(ctx, pid, cid)
+    if not already:
+        ctx.emit("payment_method.attached", ctx.store.render_pm(pm))
     return 200, ctx.store.render_pm(pm)
 
 
@@ -628,7 +651,11 @@ def pm_detach(ctx: Ctx, m: dict[str, str]) -> tuple[int, dict[str, Any]]:
         lst.remove(pm["id"])
     rec = ctx.store.customers.get(cid)
     if rec is not None and rec.get("default_pm") == pm["id"]:
+        before = ctx.store.render_customer(rec)
         rec["default_pm"] = None
+        after = ctx.store.render_customer(rec)
+        ctx.emit("customer.updated", after, previous_attributes(before, after))
+    ctx.emit("payment_method.detached", ctx.store.render_pm(pm), {"customer": cid})
     return 200, ctx.store.render_pm(pm)
 
 
@@ -787,7 +814,59 @@ def accounts_retrieve(ctx: Ctx, m: dict[str, str]) -> tuple[int, dict[str, Any]]
     return 200, _public_account(a)
 
 
+def _event_log(ctx: Ctx) -> EventLog:
+    return ctx.sb.events[ctx.mode]
+
+
+def events_list(ctx: Ctx, _: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """GET /v1/events: newest first, the last 30 days only; ``type`` takes a ``*`` wildcard."""
+    ctx.need("rak_event_read")
+    ctx.allow({"created", "delivery_success", "ending_before", "expand", "limit", "starting_after", "type", "types"})
+    limit = ctx.limit()
+    created = ctx.created()
+    ctx.expand()
+    log = _event_log(ctx)
+    typ, types = ctx.params.get("type"), ctx.params.get("types")
+    if typ not in (None, "") and types not in (None, ""):
+        raise StripeError(400, "You cannot specify both `type` and `types`.", code="parameter_invalid", param="types")
+    if types not in (None, ""):
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise StripeError(400, "Invalid array", code="parameter_invalid", param="types")
+        if len(types) > 20:
+            raise StripeError(400, "You may only specify up to 20 types.", code="parameter_invalid", param="types")
+        match = type_matcher([t for t in types if not t.endswith("*")])  # types[] takes exact names only
+    elif typ not in (None, ""):
+        match = type_matcher([ctx.str_param("type", typ)])
+    else:
+        match = lambda t: True  # noqa: E731
+    start = log.window_start()
+    lo, hi = created_bounds(log.keys, created)
+    matched = [i for i in range(max(lo, start), hi) if match(log.types[i])]
+    mkeys = [log.keys[i] for i in matched]
+
+    def lookup(eid: str) -> Any:
+        i = log.index_of(eid)
+        return log.keys[i] if i is not None and i >= start else None
+
+    sa = _cursor(ctx, "starting_after", lookup, "event")
+    eb = _cursor(ctx, "ending_before", lookup, "event")
+    idx, more = page_indices(mkeys, 0, len(mkeys), limit, sa, eb)
+    return 200, list_body("/v1/events", [log.get(matched[i]) for i in idx], more)
+
+
+def events_retrieve(ctx: Ctx, m: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    ctx.need("rak_event_read")
+    ctx.allow({"expand"})
+    log = _event_log(ctx)
+    i = log.index_of(m["id"])
+    if i is None or i < log.window_start():
+        raise ctx.no_such("event", m["id"])
+    return 200, log.get(i)
+
+
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
+    ("GET", re.compile(r"^/v1/events$"), events_list),
+    ("GET", re.compile(r"^/v1/events/(?P<id>[^/]+)$"), events_retrieve),
     ("GET", re.compile(r"^/v1/customers/search$"), customers_search),
     ("GET", re.compile(r"^/v1/customers$"), customers_list),
     ("POST", re.compile(r"^/v1/customers$"), customers_create),
@@ -841,6 +920,8 @@ class Sandbox:
         self.by_endpoint: Counter[str] = Counter()  # authenticated /v1 requests per endpoint
         self.limited_by_endpoint: Counter[str] = Counter()  # rate-limit 429s per endpoint
         self.rate_limited: Counter[str] = Counter()  # rate-limit 429s per Stripe-Rate-Limited-Reason
+        self.events = {"test": EventLog(False, API_VERSION), "live": EventLog(True, API_VERSION)}
+        self.delivery = Delivery()
 
     # ---------------------------------------------------------------- helpers
     def customer_counts(self) -> dict[str, int]:
@@ -1050,6 +1131,7 @@ class Sandbox:
                     handler, match = h, mm
                     break
         ctx = Ctx(self, key, mode, perms, method, path, params)
+        ctx.request_id, ctx.idempotency_key = request_id, idem_key
         try:
             if handler is None:
                 raise StripeError(404, f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.")
@@ -1063,8 +1145,11 @@ class Sandbox:
             self.idem[(key, idem_key)] = (fp, status, payload, request_id)  # type: ignore[assignment]
         if drop_after:
             self.by_status["dropped"] += 1
-            return await self._abort(send)
-        await self._send(send, status, payload, self._headers(request_id, version, extra))
+            await self._abort(send)
+        else:
+            await self._send(send, status, payload, self._headers(request_id, version, extra))
+        # After the answer, like Stripe: a webhook never delays the API call that caused it.
+        await self.delivery.flush()
 
     # ---------------------------------------------------------------- /scim/v2 faults
     async def handle_scim(self, scope: dict[str, Any], receive: Any, send: Any, downstream: Any) -> None:
@@ -1125,6 +1210,15 @@ class Sandbox:
             return JSONResponse({"rules": [asdict(r) for r in self.faults.rules]})
         if path == "/_sandbox/stats":
             return JSONResponse(self.stats())
+        if path == "/_sandbox/webhooks":
+            return await self._admin_webhooks(request)
+        if path == "/_sandbox/webhooks/flush":  # tests: wait for deliveries without sleeping
+            await self.delivery.flush()
+            return JSONResponse({"url": self.delivery.url, "log": self.delivery.log})
+        if path == "/_sandbox/events/expire":
+            return JSONResponse({"expired": sum(log.expire_all() for log in self.events.values())})
+        if path == "/_sandbox/dashboard":
+            return await self._admin_dashboard(request)
         if path == "/_sandbox/reset-stats":
             self.requests = 0
             self.by_status.clear()
@@ -1162,6 +1256,38 @@ class Sandbox:
                     self.limiter.buckets.clear()
             return JSONResponse(self.public_config())
         return JSONResponse({"error": "not found"}, status_code=404)
+
+    async def _admin_webhooks(self, request: Request) -> JSONResponse:
+        """Forward events to a URL, signed with a secret (``stripe listen --forward-to``); GET: the log."""
+        d = self.delivery
+        if request.method == "POST":
+            try:
+                data = await request.json()
+                url, secret = str(data["url"]), str(data["secret"])
+                types = [str(t) for t in data.get("types", ["*"])]
+            except Exception as exc:
+                return JSONResponse({"error": f"give url, secret and optional types: {exc}"}, status_code=400)
+            d.url, d.secret, d.types = url, secret, types
+        elif request.method == "DELETE":
+            d.url, d.secret, d.types = None, "", ["*"]
+            d.queue.clear()
+            d.log.clear()
+        return JSONResponse({"url": d.url, "types": d.types, "log": d.log})
+
+    async def _admin_dashboard(self, request: Request) -> JSONResponse:
+        """An update made "in the Dashboard": the customer changes, its event has ``request.id`` null."""
+        try:
+            data = await request.json()
+            cid, params, mode = str(data["customer"]), dict(data["params"]), str(data.get("mode", "test"))
+        except Exception as exc:
+            return JSONResponse({"error": f"give customer and params: {exc}"}, status_code=400)
+        ctx = Ctx(self, "dashboard", mode, None, "POST", f"/v1/customers/{cid}", params)
+        try:
+            status, obj = customers_update(ctx, {"id": cid})
+        except StripeError as e:
+            return JSONResponse(e.body("req_dashboard", mode == "live"), status_code=e.status)
+        await self.delivery.flush()
+        return JSONResponse(obj, status_code=status)
 
     def public_config(self) -> dict[str, Any]:
         d = asdict(self.config)
@@ -1259,6 +1385,10 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
         Route("/_sandbox/stats", sandbox.admin, methods=["GET"]),
         Route("/_sandbox/reset-stats", sandbox.admin, methods=["POST"]),
         Route("/_sandbox/config", sandbox.admin, methods=["GET", "POST"]),
+        Route("/_sandbox/webhooks", sandbox.admin, methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/webhooks/flush", sandbox.admin, methods=["POST"]),
+        Route("/_sandbox/events/expire", sandbox.admin, methods=["POST"]),
+        Route("/_sandbox/dashboard", sandbox.admin, methods=["POST"]),
     ]
     try:
         from .scim import ScimSandbox  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ from types import ModuleType
 
 # "access" (describe_access) is always on; the others follow Settings.enabled_toolsets().
 # Several modules may serve one toolset (customer_writes: the customers toolset's write tools).
-MODULES = ("access", "customers", "customer_writes", "billing", "team", "connect", "identity", "export")
+MODULES = ("access", "customers", "customer_writes", "history", "billing", "team", "connect", "identity", "export")
 
 
 def _load() -> list[ModuleType]:

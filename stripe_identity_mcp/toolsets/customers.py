@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio
@@ -122,10 +124,29 @@ async def email_passes(stripe: StripeClient, email: str, include_case_variants: 
     )
 
 
-async def lookup_email(stripe: StripeClient, email: str, mode: str, include_case_variants: bool) -> EmailLookup:
+async def lookup_email(
+    stripe: StripeClient,
+    email: str,
+    mode: str,
+    include_case_variants: bool,
+    mirror: Path | None = None,
+    key_mode: str | None = None,
+) -> EmailLookup:
     passes = await email_passes(stripe, email, include_case_variants)
     exact, truncated, variants = passes.exact, passes.truncated, passes.variants
     warnings: list[str] = []
+    from_mirror: list[CaseVariant] = []
+    if include_case_variants and mirror is not None:
+        from stripe_identity_mcp.mirror import lookup
+        from stripe_identity_mcp.mirror.store import MirrorError
+
+        try:  # no search lag: the mirror has what the last sync or webhook brought
+            found, age = lookup.case_variants(mirror, email, {c.id for c in exact}, key_mode)
+            from_mirror = [CaseVariant(id=c["id"], email=c.get("email"), source="mirror") for c in found]
+            if from_mirror:
+                warnings.append(f"{len(from_mirror)} case variant(s) from the local mirror ({age}).")
+        except (MirrorError, sqlite3.Error) as exc:
+            warnings.append(f"mirror not used: {exc}")
     if passes.search_error is not None:
         warnings.append(f"case-variant pass skipped: search failed ({passes.search_error.message})")
     if len(exact) > 1:
@@ -140,15 +161,16 @@ async def lookup_email(stripe: StripeClient, email: str, mode: str, include_case
         )
     if not exact:
         warnings.append(f"no customer has exactly this email in {mode} mode (Stripe compares emails case-sensitively).")
-    if include_case_variants and not variants:
+    if include_case_variants and not variants and not from_mirror:
         warnings.append(f"case-variant pass: {SEARCH_LAG}.")
+    searched = [CaseVariant(id=c.id, email=c.email) for c in variants if c.id not in {m.id for m in from_mirror}]
     return EmailLookup(
         email=email,
         mode=mode,
         exact_count=len(exact),
-        record_count=len(exact) + len(variants),
+        record_count=len(exact) + len(searched) + len(from_mirror),
         customers=[summarize(c) for c in exact],
-        case_variants=[CaseVariant(id=c.id, email=c.email) for c in variants],
+        case_variants=from_mirror + searched,
         warnings=warnings,
     )
 
@@ -164,12 +186,13 @@ def register(server: MCPServer, settings: Settings) -> None:
     ) -> EmailLookup:
         """Find every Stripe customer (billing record) with this email, flagging duplicates.
 
-        For "who is jane@acme.com, is she billed twice". Customers only; resolve_identity covers
-        team members and Connect accounts too.
+        Customers only; resolve_identity covers team members and Connect accounts too.
         """
         app = deps(ctx)
         with tool_errors(app):
-            return await lookup_email(app.stripe, email, app.mode_label, include_case_variants)
+            return await lookup_email(
+                app.stripe, email, app.mode_label, include_case_variants, app.settings.mirror, app.settings.mode
+            )
 
     @server.tool(annotations=READ)
     async def get_customer(
@@ -177,10 +200,7 @@ def register(server: MCPServer, settings: Settings) -> None:
         ctx: Context,
         detail: Detail = "full",
     ) -> CustomerSummary:
-        """Fetch one Stripe customer by id, with subscription count and default payment method.
-
-        Deleted customers come back with deleted=true (Stripe keeps only the id).
-        """
+        """Fetch one Stripe customer by id, with subscription count and default payment method."""
         app = deps(ctx)
         with tool_errors(app):
             customer = await app.stripe.retrieve_customer(
@@ -202,10 +222,7 @@ def register(server: MCPServer, settings: Settings) -> None:
         email: Annotated[str | None, Field(max_length=512, description="exact, case-sensitive")] = None,
         detail: Detail = "compact",
     ) -> CustomerPage:
-        """List one page of Stripe customers, newest first; pass next_cursor as starting_after for more.
-
-        Lookup by email: find_customers_by_email; everything: export_customers.
-        """
+        """List one page of Stripe customers, newest first; pass next_cursor as starting_after for more."""
         params = page_args(starting_after, ending_before, created_gte, created_lte)
         app = deps(ctx)
         with tool_errors(app):
@@ -234,10 +251,7 @@ def register(server: MCPServer, settings: Settings) -> None:
         limit: Annotated[int, Field(ge=1, le=100)] = 10,
         page: Annotated[str | None, Field(max_length=1000, description="previous next_page")] = None,
     ) -> CustomerPage:
-        """Search Stripe customers by query language or by simple fields (escaped for you).
-
-        Lags writes by up to a minute; exact email: find_customers_by_email.
-        """
+        """Search Stripe customers by query language or by simple fields (escaped for you)."""
         clauses = []
         try:
             if query:

@@ -39,7 +39,9 @@ class DuplicateMember(Compact):
     email: str
     name: str | None = None
     created: str | None = None
-    subscriptions: int = Field(description="active (incl. trialing/past_due/unpaid) subscriptions")
+    subscriptions: int | None = Field(
+        None, description="active (incl. trialing/past_due/unpaid) subscriptions; null from the mirror (not held)"
+    )
     default_payment_method: str | None = None
 
 
@@ -60,6 +62,7 @@ class DuplicateReport(Compact):
     normalisation: str
     seconds: float
     requests: int
+    source: str | None = Field(None, description="'mirror (synced …s ago)' when answered from --mirror")
 
 
 NORMALISATION = (
@@ -168,14 +171,31 @@ def register(server: MCPServer, settings: Settings) -> None:
         from stripe_identity_mcp.export.engine import ExportError
 
         app = deps(ctx)
+        source = None
         try:
-            scan = await find_duplicates(
-                app.stripe,
-                created_gte=to_unix(created_gte, "created_gte"),
-                created_lt=to_unix(created_lt, "created_lt"),
-                max_groups=max_groups,
-                on_progress=_Throttle(ctx, "scanned"),
-            )
+            if app.settings.mirror is not None:  # milliseconds, no request; labelled with the mirror's age
+                from stripe_identity_mcp.mirror import lookup
+                from stripe_identity_mcp.mirror.store import MirrorError
+
+                try:
+                    scan, age = lookup.duplicates(
+                        app.settings.mirror,
+                        created_gte=to_unix(created_gte, "created_gte"),
+                        created_lt=to_unix(created_lt, "created_lt"),
+                        max_groups=max_groups,
+                        mode=app.settings.mode,
+                    )
+                except MirrorError as exc:
+                    raise ToolError(f"{exc} (or serve without --mirror to scan Stripe)") from None
+                source = f"mirror ({age}); subscriptions not held: get_customer shows them"
+            else:
+                scan = await find_duplicates(
+                    app.stripe,
+                    created_gte=to_unix(created_gte, "created_gte"),
+                    created_lt=to_unix(created_lt, "created_lt"),
+                    max_groups=max_groups,
+                    on_progress=_Throttle(ctx, "scanned"),
+                )
         except ExportError as exc:
             raise ToolError(str(exc)) from None
         except StripeIdentityError as exc:
@@ -190,7 +210,7 @@ def register(server: MCPServer, settings: Settings) -> None:
                         email=m.email,
                         name=m.name,
                         created=iso(m.created),
-                        subscriptions=m.subscriptions,
+                        subscriptions=None if source else m.subscriptions,
                         default_payment_method=m.default_payment_method,
                     )
                     for m in members
@@ -209,4 +229,5 @@ def register(server: MCPServer, settings: Settings) -> None:
             normalisation=NORMALISATION,
             seconds=scan.seconds,
             requests=scan.requests,
+            source=source,
         )

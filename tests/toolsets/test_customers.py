@@ -11,7 +11,9 @@ from tests.conftest import SANDBOX_KEY, make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
 
-READ_TOOLS = {"describe_access", "find_customers_by_email", "get_customer", "list_customers", "search_customers"}
+READ_TOOLS = {
+    "describe_access", "find_customers_by_email", "get_customer", "list_customers", "search_customers", "customer_history",
+}
 
 
 def stripe_post(sb, path: str, data: dict, key: str = SANDBOX_KEY) -> dict:
