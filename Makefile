@@ -27,7 +27,7 @@ demo: $(STAMP)
 	@$(BIN)/stripe-identity-mcp demo
 
 # The whole suite on every core (pytest-xdist); `check` first: ruff (ruff.toml) and mypy (mypy.ini).
-test: $(STAMP)
+test: $(STAMP) check
 	@$(BIN)/python -m pytest -q -n auto
 
 check: $(STAMP)

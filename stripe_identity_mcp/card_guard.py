@@ -16,9 +16,9 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.audit import audit_log_for, caller_name
 from stripe_identity_mcp.cards import refuse_card_numbers
+from stripe_identity_mcp.deps import AppDeps
 
 # Arguments that name what a write is about, in the order the audit log's `target` prefers them.
 _TARGET_HINTS = ("customer_id", "email", "account_id", "user_id", "member_id", "filename")

@@ -241,15 +241,15 @@ def main_token(argv: list[str]) -> int:
     try:
         if args.action == "list":
             for entry in load_tokens(file).entries:
-                toolsets = ",".join(entry.toolsets) if entry.toolsets else "all"
+                shown = ",".join(entry.toolsets) if entry.toolsets else "all"
                 live = " live-writes" if entry.live_writes else ""
-                print(f"{entry.name}\t{entry.scope}\ttoolsets={toolsets}{live}")
+                print(f"{entry.name}\t{entry.scope}\ttoolsets={shown}{live}")
             return 0
         if not re.match(NAME_RE, args.name):
             raise TokenFileError("--name: 1–64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit")
         if args.live_writes and args.scope != "writes":
             raise TokenFileError("--live-writes needs --scope writes")
-        toolsets = None
+        toolsets: tuple[str, ...] | None = None
         if args.toolsets is not None:
             toolsets = tuple(t.strip() for t in args.toolsets.split(",") if t.strip())
             unknown = sorted(set(toolsets) - set(ALL_TOOLSETS))

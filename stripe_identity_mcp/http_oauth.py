@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cached_property
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import anyio

@@ -54,7 +54,7 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text, self.secrets)
         if record.stack_info:
             record.stack_info = redact(record.stack_info, self.secrets)
-        setattr(record, "_redacted", True)  # marks the record: a second handler (or the factory) skips it
+        record._redacted = True  # marks the record: a second handler (or the factory) skips it
 
 
 def _all_handlers() -> list[logging.Handler]:

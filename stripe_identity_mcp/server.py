@@ -15,10 +15,10 @@ from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
 from stripe_identity_mcp import __version__
+from stripe_identity_mcp.audit import audit_log_for, caller_name
 from stripe_identity_mcp.card_guard import check_arguments
 from stripe_identity_mcp.deps import AppDeps, open_deps
 from stripe_identity_mcp.prompts import register_prompts
-from stripe_identity_mcp.audit import audit_log_for, caller_name
 from stripe_identity_mcp.schema_slim import compact_text, slim_tool, without_rejected_values
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets import REGISTRY

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -304,7 +304,7 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if value is not None:
-            unknown = sorted(set(value) - set(ALL_TOOLSETS))  # type: ignore[arg-type]
+            unknown = sorted(set(cast("Iterable[str]", value)) - set(ALL_TOOLSETS))
             if unknown:
                 raise ValueError(
                     f"unknown toolsets {unknown}; choose one or more of {', '.join(ALL_TOOLSETS)} (comma-separated)"

@@ -75,8 +75,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from stripe_identity_mcp.audit import AuditLog, audit_path
 from stripe_identity_mcp.deps import AppDeps, open_deps
 from stripe_identity_mcp.http_auth import TokenEntry, TokenFileError, TokenTable, load_tokens
+from stripe_identity_mcp.http_guard import (
+    ConnectionGuard,
+    ConnectionLimits,
+    LimitsError,
+    fit_to_fd_limit,
+    guarded_protocol,
+)
 from stripe_identity_mcp.http_oauth import (
     METADATA_PATH,
     CapabilityRoute,
@@ -85,14 +93,6 @@ from stripe_identity_mcp.http_oauth import (
     peek_tool_calls,
     person_caller,
 )
-from stripe_identity_mcp.http_guard import (
-    ConnectionGuard,
-    ConnectionLimits,
-    LimitsError,
-    fit_to_fd_limit,
-    guarded_protocol,
-)
-from stripe_identity_mcp.audit import AuditLog, audit_path
 from stripe_identity_mcp.oauth_introspection import IntrospectionPolicy, Introspector
 from stripe_identity_mcp.oauth_jwt import IssuerUnavailable, JwtPolicy, JwtVerifier, TokenRejected
 from stripe_identity_mcp.oauth_scopes import (

@@ -17,7 +17,6 @@ from stripe_identity_mcp.toolsets import identity
 from stripe_identity_mcp.toolsets.identity import ID_SHAPES
 from tests.conftest import make_settings, mcp_client, running_sandbox
 
-
 TEMPLATES = {"stripe://customers/{customer_id}", "stripe://team-members/{member_id}", "stripe://accounts/{account_id}"}
 
 

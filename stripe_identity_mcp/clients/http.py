@@ -14,13 +14,13 @@ import anyio
 
 from stripe_identity_mcp.clients.errors import (
     ApiConnectionError,
-    LocalRateLimitError,
-    RedirectError,
     ApiStatusError,
     ApiTimeoutError,
     ConflictError,
     InvalidTextError,
+    LocalRateLimitError,
     RateLimitError,
+    RedirectError,
     ServerError,
     StripeIdentityError,
     UnexpectedResponseError,
@@ -32,9 +32,8 @@ M = TypeVar("M", bound="BaseModel")
 
 if TYPE_CHECKING:  # httpx and tenacity load on the first request, not at server start-up
     import httpx
-    from tenacity import RetryCallState
-
     from pydantic import BaseModel
+    from tenacity import RetryCallState
 
     from stripe_identity_mcp.clients.pacing import Pacer
     from stripe_identity_mcp.settings import Settings
@@ -461,7 +460,7 @@ class HttpApi:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send with pacing and retries; raise a typed StripeIdentityError on failure."""
-        from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+        from tenacity import AsyncRetrying, retry_if_exception
 
         url = self.base_url + path
         trace = Trace(method, path)

@@ -27,8 +27,9 @@ import secrets
 import string
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -101,7 +102,7 @@ def valid_api_version(version: str) -> bool:
         day = datetime.date(int(m[1]), int(m[2]), int(m[3]))
     except ValueError:
         return False
-    return FIRST_API_VERSION <= day <= datetime.datetime.now(datetime.timezone.utc).date()
+    return FIRST_API_VERSION <= day <= datetime.datetime.now(datetime.UTC).date()
 
 
 def redact_key(key: str) -> str:
@@ -124,7 +125,7 @@ def now_ts() -> int:
 class Ctx:
     """Per-request context."""
 
-    def __init__(self, sandbox: "Sandbox", key: str, mode: str, perms: frozenset[str] | None, method: str, path: str, params: dict[str, Any]):
+    def __init__(self, sandbox: Sandbox, key: str, mode: str, perms: frozenset[str] | None, method: str, path: str, params: dict[str, Any]):
         self.sb = sandbox
         self.key = key
         self.mode = mode
@@ -294,7 +295,7 @@ def _address(ctx: Ctx, value: Any, param: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise StripeError(400, f"Invalid hash: {param} must be a hash or an empty string.", code="parameter_invalid", param=param)
-    out = {k: None for k in sorted(ADDRESS_FIELDS)}
+    out: dict[str, str | None] = {k: None for k in sorted(ADDRESS_FIELDS)}
     for k, v in value.items():
         if k not in ADDRESS_FIELDS:
             raise unknown(f"{param}[{k}]")

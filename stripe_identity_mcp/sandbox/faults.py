@@ -35,7 +35,7 @@ class FaultRule:
     delay_ms: float = 0.0
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "FaultRule":
+    def from_json(cls, d: dict[str, Any]) -> FaultRule:
         asked = str(d.get("kind"))
         kind = KIND_ALIASES.get(asked, asked)
         if kind not in FAULT_KINDS:

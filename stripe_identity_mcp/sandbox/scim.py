@@ -77,8 +77,9 @@ import json
 import random
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -155,7 +156,7 @@ class ScimError(Exception):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _scim_json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -746,7 +747,7 @@ class ScimSandbox:
 
     def _seed(self, seed: int, shared: list[str]) -> None:
         rng = random.Random(seed)
-        start = datetime(2025, 3, 1, tzinfo=timezone.utc)
+        start = datetime(2025, 3, 1, tzinfo=UTC)
         people: list[tuple[str, str, str, str, bool, str]] = []
         taken: set[str] = set()
         for email in shared:
@@ -1071,8 +1072,9 @@ class ScimSandbox:
         params = {k: body.get(k) for k in ("filter", "startIndex", "count", "attributes", "excludedAttributes")}
         params = {k: v for k, v in params.items() if v is not None}
         for key in ("attributes", "excludedAttributes"):
-            if isinstance(params.get(key), list):
-                params[key] = ",".join(str(v) for v in params[key])
+            listed = params.get(key)
+            if isinstance(listed, list):
+                params[key] = ",".join(str(v) for v in listed)
         return self._list(request, params, every_type)
 
     # ----------------------------------------------------------------- Users: write

@@ -7,7 +7,7 @@ Everything is drawn from ``random.Random(seed)``; the fixed people below are alw
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .store import ModeStore, empty_address, rand_id
@@ -40,8 +40,8 @@ FIXED_IDS = {
     "acct_priya": ACCT_PRIYA_ID,
 }
 
-START = int(datetime(2025, 5, 1, tzinfo=timezone.utc).timestamp())
-END = int(datetime(2026, 11, 1, tzinfo=timezone.utc).timestamp())
+START = int(datetime(2025, 5, 1, tzinfo=UTC).timestamp())
+END = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())
 
 FIRST = (
     "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara Richard Susan "
@@ -152,13 +152,13 @@ def seed_customers(store: ModeStore, rng: random.Random, n: int, *, fixed: bool,
     fixed_specs = []
     if fixed:
         fixed_specs = [
-            (int(datetime(2025, 6, 2, 10, 11, 12, tzinfo=timezone.utc).timestamp()), JANE_ID, "jane@acme.com", "Jane Doe",
+            (int(datetime(2025, 6, 2, 10, 11, 12, tzinfo=UTC).timestamp()), JANE_ID, "jane@acme.com", "Jane Doe",
              {"crm_id": "881", "plan": "pro"}),
-            (int(datetime(2026, 1, 9, 8, 0, 0, tzinfo=timezone.utc).timestamp()), JANE_VARIANT_ID, "Jane@Acme.com", "Jane D.",
+            (int(datetime(2026, 1, 9, 8, 0, 0, tzinfo=UTC).timestamp()), JANE_VARIANT_ID, "Jane@Acme.com", "Jane D.",
              {}),
-            (int(datetime(2025, 9, 14, 16, 30, 0, tzinfo=timezone.utc).timestamp()), OMAR_ID, "omar@globex.com", "Omar Haddad",
+            (int(datetime(2025, 9, 14, 16, 30, 0, tzinfo=UTC).timestamp()), OMAR_ID, "omar@globex.com", "Omar Haddad",
              {"crm_id": "1024", "signup_source": "sales"}),
-            (int(datetime(2025, 7, 21, 12, 0, 0, tzinfo=timezone.utc).timestamp()), LEE_ID, "lee@initech.com", "Lee Chen",
+            (int(datetime(2025, 7, 21, 12, 0, 0, tzinfo=UTC).timestamp()), LEE_ID, "lee@initech.com", "Lee Chen",
              {}),
         ]
     for i, created in enumerate(times):
@@ -421,12 +421,12 @@ def seed_accounts(store: ModeStore, rng: random.Random, n: int, *, fixed: bool) 
         )
     if fixed:
         accts.append(
-            make_account(ACCT_JANE_ID, livemode=store.livemode, created=int(datetime(2025, 8, 5, tzinfo=timezone.utc).timestamp()),
+            make_account(ACCT_JANE_ID, livemode=store.livemode, created=int(datetime(2025, 8, 5, tzinfo=UTC).timestamp()),
                          seq=0, business="Acme Inc", email="jane@acme.com", acct_type="express", country="US",
                          currency="usd", state="enabled", metadata={"owner": "jane"})
         )
         accts.append(
-            make_account(ACCT_PRIYA_ID, livemode=store.livemode, created=int(datetime(2026, 2, 17, tzinfo=timezone.utc).timestamp()),
+            make_account(ACCT_PRIYA_ID, livemode=store.livemode, created=int(datetime(2026, 2, 17, tzinfo=UTC).timestamp()),
                          seq=0, business="Umbrella Ltd", email="priya@umbrella.com", acct_type="standard", country="GB",
                          currency="gbp", state="restricted")
         )

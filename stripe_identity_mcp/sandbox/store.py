@@ -13,8 +13,9 @@ import secrets
 import string
 import time
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .forms import StripeError
 

@@ -9,13 +9,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
+from stripe_identity_mcp.audit import audit
+from stripe_identity_mcp.cards import CARD_HELP, find_card_numbers, refuse_card_numbers
 from stripe_identity_mcp.clients.errors import BadRequestError, StripeIdentityError, UnexpectedResponseError
+from stripe_identity_mcp.confirmation import ConfirmArg, Confirmation, confirm_resolver, require_confirmed
 from stripe_identity_mcp.models.billing import SubscriptionList, subscription_summary
 from stripe_identity_mcp.models.stripe import BILLING_STATUSES, Customer, PaymentMethod, Subscription
 from stripe_identity_mcp.models.writes import PaymentMethodChange, PaymentMethodList, PortalSessionOut, pm_summary
-from stripe_identity_mcp.audit import audit
-from stripe_identity_mcp.cards import CARD_HELP, find_card_numbers, refuse_card_numbers
-from stripe_identity_mcp.confirmation import ConfirmArg, Confirmation, confirm_resolver, require_confirmed
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import (
     DESTRUCTIVE,

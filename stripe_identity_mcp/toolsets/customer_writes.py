@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
-
 from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
+from stripe_identity_mcp.audit import audit
+from stripe_identity_mcp.cards import refuse_card_numbers
 from stripe_identity_mcp.clients.errors import (
     BadRequestError,
     NotFoundError,
@@ -22,12 +23,10 @@ from stripe_identity_mcp.clients.errors import (
     UnexpectedResponseError,
 )
 from stripe_identity_mcp.clients.stripe import StripeClient
-from stripe_identity_mcp.models.stripe import NOT_ENDED_STATUSES, Customer
-from stripe_identity_mcp.models.outputs import summarize
-from stripe_identity_mcp.models.writes import CustomerDeleted, CustomerWrite
-from stripe_identity_mcp.audit import audit
-from stripe_identity_mcp.cards import refuse_card_numbers
 from stripe_identity_mcp.confirmation import ConfirmArg, Confirmation, confirm_resolver, require_confirmed
+from stripe_identity_mcp.models.outputs import summarize
+from stripe_identity_mcp.models.stripe import NOT_ENDED_STATUSES, Customer
+from stripe_identity_mcp.models.writes import CustomerDeleted, CustomerWrite
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import (
     DESTRUCTIVE,
@@ -39,8 +38,8 @@ from stripe_identity_mcp.toolsets.common import (
     stripe_proof,
     tool_errors,
 )
-from stripe_identity_mcp.toolsets.proof import GONE, prove
 from stripe_identity_mcp.toolsets.customers import exact_email_matches, lookup_email
+from stripe_identity_mcp.toolsets.proof import GONE, prove
 from stripe_identity_mcp.untrusted import clean, quoted
 
 MAX_KEYS = 50

@@ -19,8 +19,8 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
-from stripe_identity_mcp.models.outputs import Compact
 from stripe_identity_mcp.cards import find_card_numbers, mask_in
+from stripe_identity_mcp.models.outputs import Compact
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import READ, deps, iso, tool_errors
 from stripe_identity_mcp.untrusted import clean

@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 from pydantic import Field
 
+from stripe_identity_mcp.cards import CARD_HELP, excerpt, find_card_numbers
 from stripe_identity_mcp.clients.errors import NotFoundError, StripeIdentityError
 from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.models.identity import (
@@ -29,7 +30,6 @@ from stripe_identity_mcp.models.identity import (
     summarize_account,
 )
 from stripe_identity_mcp.models.outputs import summarize
-from stripe_identity_mcp.cards import CARD_HELP, excerpt, find_card_numbers
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import READ, deps, tool_error
 from stripe_identity_mcp.toolsets.customers import email_passes

@@ -19,6 +19,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from pydantic import Field
 
+from stripe_identity_mcp.audit import audit
+from stripe_identity_mcp.cards import refuse_card_numbers
 from stripe_identity_mcp.clients.errors import (
     ApiStatusError,
     AuthenticationError,
@@ -30,6 +32,7 @@ from stripe_identity_mcp.clients.errors import (
     redact,
 )
 from stripe_identity_mcp.clients.scim import ScimClient, filter_value
+from stripe_identity_mcp.confirmation import Confirmation, Refusal, can_elicit, require_confirmed
 from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.models.scim import (
     ScimGroup,
@@ -43,9 +46,6 @@ from stripe_identity_mcp.models.scim import (
     group_refs,
     member_of,
 )
-from stripe_identity_mcp.audit import audit
-from stripe_identity_mcp.cards import refuse_card_numbers
-from stripe_identity_mcp.confirmation import Confirmation, Refusal, can_elicit, require_confirmed
 from stripe_identity_mcp.settings import Settings
 from stripe_identity_mcp.toolsets.common import DESTRUCTIVE, READ, WRITE, WRITE_IDEMPOTENT, deps, tool_error
 from stripe_identity_mcp.toolsets.proof import GONE, Proven, prove

@@ -14,7 +14,15 @@ import pytest
 
 from stripe_identity_mcp.export.paths import checkpoint_path
 from tests.conftest import make_settings, mcp_client
-from tests.export.helpers import acreate_customer, add_faults, create_customer, csv_rows, jsonl_ids, live_ids, sandbox_stats
+from tests.export.helpers import (
+    acreate_customer,
+    add_faults,
+    create_customer,
+    csv_rows,
+    jsonl_ids,
+    live_ids,
+    sandbox_stats,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -55,7 +55,8 @@ async def test_duplicates_answered_from_the_mirror_without_requests(tmp_path):
             mirrored = (await client.call_tool("find_duplicate_customers", {})).structured_content
         assert sb.sandbox.requests == before and mirrored["requests"] == 0
         assert mirrored["source"].startswith("mirror (synced")
-        groups = lambda rep: {g["email"]: sorted(c["id"] for c in g["customers"]) for g in rep["groups"]}
+        def groups(rep):
+            return {g["email"]: sorted(c["id"] for c in g["customers"]) for g in rep["groups"]}
         assert groups(mirrored) == groups(scanned) and groups(mirrored)["twin@example.com"] == sorted([a, b])
         assert all("subscriptions" not in c for g in mirrored["groups"] for c in g["customers"])
         assert mirrored["customers_scanned"] == scanned["customers_scanned"]

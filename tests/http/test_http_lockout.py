@@ -89,7 +89,7 @@ def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, bool]
             if not chunk:
                 return data, True
             data += chunk
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return data, False
     except ConnectionResetError:
         return data, True
