@@ -315,7 +315,7 @@ class Settings(BaseSettings):
     @field_validator("endpoint_rates", mode="before")
     @classmethod
     def _parse_endpoint_rates(cls, value: object) -> object:
-        from stripe_identity_mcp.clients.pacing import parse_endpoint_rates
+        from stripe_identity_mcp.endpoints import parse_endpoint_rates
 
         return parse_endpoint_rates(value)
 
@@ -419,7 +419,7 @@ class Settings(BaseSettings):
         list endpoint's limit, so the export still runs at its ceiling. In test mode (no production
         traffic on the key) the default is the endpoint's limit.
         """
-        from stripe_identity_mcp.clients.pacing import endpoint_of
+        from stripe_identity_mcp.endpoints import endpoint_of
 
         ceiling = min(self.endpoint_rates.get(endpoint_of("GET", "/v1/customers"), self.endpoint_rate), self.rate)
         wanted = asked if asked is not None else self.export_max_rate

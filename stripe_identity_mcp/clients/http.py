@@ -6,7 +6,6 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,7 +17,6 @@ from stripe_identity_mcp.clients.errors import (
     ApiTimeoutError,
     ConflictError,
     InvalidTextError,
-    LocalRateLimitError,
     RateLimitError,
     RedirectError,
     ServerError,
@@ -27,6 +25,7 @@ from stripe_identity_mcp.clients.errors import (
     parse_error_body,
     redact,
 )
+from stripe_identity_mcp.clients.pacing import Pacer, TokenBucket, endpoint_of  # TokenBucket re-exported
 
 M = TypeVar("M", bound="BaseModel")
 
@@ -35,7 +34,6 @@ if TYPE_CHECKING:  # httpx and tenacity load on the first request, not at server
     from pydantic import BaseModel
     from tenacity import RetryCallState
 
-    from stripe_identity_mcp.clients.pacing import Pacer
     from stripe_identity_mcp.settings import Settings
 
 log = logging.getLogger("stripe_identity_mcp.http")
@@ -76,100 +74,6 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         wait = min(self.backoff_cap_s, self.backoff_base_s * (2 ** max(0, attempt - 1)))
         return wait * (0.5 + random.random() / 2) if self.jitter else wait
-
-
-class TokenBucket:
-    """Async token bucket: `rate` tokens/s, holding at most `burst`. Callers reserve in order.
-
-    `observe()` lets the server's `Stripe-Ratelimit-*` headers tighten the pace — boundedly: never
-    below `floor_fraction` of the configured rate, and back to it after `recover_s` (one odd header
-    must not slow a client until restart). `penalise()` after a 429 is capped at `max_penalty_s`.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        *,
-        floor_fraction: float = 0.25,
-        recover_s: float = 60.0,
-        max_penalty_s: float = 2.0,
-    ) -> None:
-        self.base_rate = float(rate)
-        self.rate = float(rate)
-        self.burst = float(burst if burst is not None else max(1.0, min(rate / 5, 10.0)))
-        self.floor = max(0.1, self.base_rate * floor_fraction)
-        self.recover_s = recover_s
-        self.max_penalty_s = max_penalty_s
-        self._tokens = self.burst
-        self._stamp = time.monotonic()
-        self._restore_at: float | None = None
-        self._lock = anyio.Lock()
-        self.server_limit: int | None = None
-        self.server_remaining: int | None = None
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        if self._restore_at is not None and now >= self._restore_at:
-            self.rate, self._restore_at = self.base_rate, None
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-
-    async def acquire(self, max_wait: float | None = None) -> None:
-        """Take one token, waiting for it; LocalRateLimitError when that wait would exceed `max_wait`."""
-        async with self._lock:  # reservations in arrival order; the wait itself happens outside the lock
-            self._refill()
-            wait = max(0.0, (1.0 - self._tokens) / self.rate)
-            if max_wait is not None and wait > max_wait:
-                raise LocalRateLimitError(
-                    f"rate limited; retry after {wait:.1f}s (the client's budget for this key is spent)",
-                    retry_after_s=wait,
-                    hint="wait a little or lower concurrency; nothing was sent",
-                )
-            self._tokens -= 1.0
-        if wait > 0:
-            try:
-                await anyio.sleep(wait)
-            except BaseException:
-                self._tokens += 1.0  # cancelled while waiting: the slot was never used
-                raise
-
-    def refund(self) -> None:
-        """Give back a token taken for a request that was never sent."""
-        self._refill()
-        self._tokens = min(self.burst, self._tokens + 1.0)
-
-    def penalise(self, seconds: float) -> None:
-        """After a 429, stop everyone for about `seconds` (at most max_penalty_s)."""
-        self._refill()
-        seconds = min(max(seconds, 0.0), self.max_penalty_s)
-        self._tokens = min(self._tokens, -seconds * self.rate)
-
-    def observe(self, headers: Mapping[str, str]) -> None:
-        try:
-            limit = headers.get("stripe-ratelimit-limit")
-            remaining = headers.get("stripe-ratelimit-remaining")
-            if limit is None or remaining is None:
-                return
-            self.server_limit, self.server_remaining = int(float(limit)), int(float(remaining))
-        except (ValueError, OverflowError):
-            return
-        if 0 < self.server_limit < self.rate:  # the server's limit is lower than ours: follow it, boundedly
-            self._refill()
-            self.rate = max(float(self.server_limit), self.floor)
-            self._restore_at = time.monotonic() + self.recover_s
-        if self.server_limit > 0 and self.server_remaining < self.server_limit / 10:
-            self._refill()
-            self._tokens = min(self._tokens, 0.0)
-
-    def snapshot(self) -> dict[str, Any]:
-        self._refill()
-        return {
-            "rate_per_s": self.rate,
-            "tokens_now": round(max(self._tokens, 0.0), 2),
-            "server_limit": self.server_limit,
-            "server_remaining": self.server_remaining,
-        }
 
 
 @dataclass
@@ -263,8 +167,6 @@ class HttpApi:
         deadline_s: float = 30.0,
         policy: RetryPolicy | None = None,
     ) -> None:
-        from stripe_identity_mcp.clients.pacing import Pacer
-
         if pacer is None and bucket is None:
             raise ValueError("HttpApi needs a bucket or a pacer")
         self.http = http
@@ -379,8 +281,6 @@ class HttpApi:
         )
 
     async def _once(self, method: str, url: str, trace: Trace, remaining: float, **kwargs: Any) -> httpx.Response:
-        from stripe_identity_mcp.clients.pacing import endpoint_of
-
         pacer = self.pacer
         endpoint = endpoint_of(method, self._path(url))
         paced_from = time.monotonic()

@@ -13,7 +13,6 @@ saturated endpoint must not hold a global token meanwhile, or an export saturati
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -21,82 +20,112 @@ from typing import Any
 import anyio
 
 from stripe_identity_mcp.clients.errors import LocalRateLimitError
-from stripe_identity_mcp.clients.http import TokenBucket
 
-# Stripe's documented defaults (docs.stripe.com/rate-limits).
-ENDPOINT_RATE = 25.0
-SEARCH_RATE = 20.0
-SEARCH = "search"  # the bucket all `…/search` endpoints share
-
-# Path segments that name an operation, not an object, in an id position (`/v1/customers/search`).
-_ACTIONS = frozenset({"search", "upcoming", "preview"})
-# Namespaces that prefix a resource without being one (`/v1/billing_portal/sessions/{id}`).
-_NAMESPACES = frozenset({
-    "apps", "billing", "billing_portal", "checkout", "climate", "entitlements", "financial_connections",
-    "forwarding", "identity", "issuing", "radar", "reporting", "sigma", "tax", "terminal", "test_helpers",
-    "treasury",
-})  # fmt: skip
-_VERSION = re.compile(r"^v\d+$")
+# What an endpoint is and Stripe's default limits live in stripe_identity_mcp/endpoints.py (below the
+# settings, which parse raised limits with it).
+from stripe_identity_mcp.endpoints import (  # noqa: E402,F401
+    ENDPOINT_RATE,
+    SEARCH,
+    SEARCH_RATE,
+    endpoint_of,
+    is_search,
+    parse_endpoint_rates,
+)
 
 
-def endpoint_of(method: str, path: str) -> str:
-    """`GET /v1/customers/cus_123/payment_methods?x` → `GET /v1/customers/{id}/payment_methods`.
+class TokenBucket:
+    """Async token bucket: `rate` tokens/s, holding at most `burst`. Callers reserve in order.
 
-    Stripe paths alternate collection and id after the version (and optional namespaces), so the
-    position says what an id is, whatever its text (hostile ids percent-encoded by the caller too).
+    `observe()` lets the server's `Stripe-Ratelimit-*` headers tighten the pace — boundedly: never
+    below `floor_fraction` of the configured rate, and back to it after `recover_s` (one odd header
+    must not slow a client until restart). `penalise()` after a 429 is capped at `max_penalty_s`.
     """
-    segments = path.split("?", 1)[0].strip("/").split("/")
-    out: list[str] = []
-    id_next = False
-    for seg in segments:
-        if not out and _VERSION.match(seg):
-            out.append(seg)
-            continue
-        if id_next and seg not in _ACTIONS:
-            out.append("{id}")
-            id_next = False
-            continue
-        out.append(seg)
-        id_next = seg not in _NAMESPACES and seg not in _ACTIONS
-    return f"{method.upper()} /" + "/".join(out)
 
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        floor_fraction: float = 0.25,
+        recover_s: float = 60.0,
+        max_penalty_s: float = 2.0,
+    ) -> None:
+        self.base_rate = float(rate)
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else max(1.0, min(rate / 5, 10.0)))
+        self.floor = max(0.1, self.base_rate * floor_fraction)
+        self.recover_s = recover_s
+        self.max_penalty_s = max_penalty_s
+        self._tokens = self.burst
+        self._stamp = time.monotonic()
+        self._restore_at: float | None = None
+        self._lock = anyio.Lock()
+        self.server_limit: int | None = None
+        self.server_remaining: int | None = None
 
-def is_search(endpoint: str) -> bool:
-    return endpoint.endswith("/search")
+    def _refill(self) -> None:
+        now = time.monotonic()
+        if self._restore_at is not None and now >= self._restore_at:
+            self.rate, self._restore_at = self.base_rate, None
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
 
+    async def acquire(self, max_wait: float | None = None) -> None:
+        """Take one token, waiting for it; LocalRateLimitError when that wait would exceed `max_wait`."""
+        async with self._lock:  # reservations in arrival order; the wait itself happens outside the lock
+            self._refill()
+            wait = max(0.0, (1.0 - self._tokens) / self.rate)
+            if max_wait is not None and wait > max_wait:
+                raise LocalRateLimitError(
+                    f"rate limited; retry after {wait:.1f}s (the client's budget for this key is spent)",
+                    retry_after_s=wait,
+                    hint="wait a little or lower concurrency; nothing was sent",
+                )
+            self._tokens -= 1.0
+        if wait > 0:
+            try:
+                await anyio.sleep(wait)
+            except BaseException:
+                self._tokens += 1.0  # cancelled while waiting: the slot was never used
+                raise
 
-def parse_endpoint_rates(value: object) -> dict[str, float]:
-    """`"GET /v1/customers=50, POST /v1/customers=40"` (or a mapping) → {endpoint: rate}; raised limits."""
-    if value is None or value == "":
-        return {}
-    items: list[tuple[str, object]]
-    if isinstance(value, Mapping):
-        items = list(value.items())
-    elif isinstance(value, str):
-        items = []
-        for part in value.split(","):
-            if part.strip():
-                name, sep, given = part.rpartition("=")
-                if not sep:
-                    raise ValueError(f"endpoint rate {part.strip()!r}: expected 'METHOD /path=rate'")
-                items.append((name, given))
-    elif isinstance(value, (list, tuple)):
-        return {k: v for item in value for k, v in parse_endpoint_rates(item).items()}
-    else:
-        raise ValueError("endpoint rates: expected 'METHOD /path=rate, …'")  # noqa: TRY004 - pydantic wants ValueError
-    out: dict[str, float] = {}
-    for name, raw in items:
-        method, _, path = str(name).strip().partition(" ")
-        if method.upper() not in ("GET", "POST", "DELETE") or not path.strip().startswith("/"):
-            raise ValueError(f"endpoint rate {str(name).strip()!r}: expected 'METHOD /path' (e.g. 'GET /v1/customers')")
+    def refund(self) -> None:
+        """Give back a token taken for a request that was never sent."""
+        self._refill()
+        self._tokens = min(self.burst, self._tokens + 1.0)
+
+    def penalise(self, seconds: float) -> None:
+        """After a 429, stop everyone for about `seconds` (at most max_penalty_s)."""
+        self._refill()
+        seconds = min(max(seconds, 0.0), self.max_penalty_s)
+        self._tokens = min(self._tokens, -seconds * self.rate)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
         try:
-            rate = float(str(raw).strip())
-        except ValueError:
-            raise ValueError(f"endpoint rate for {str(name).strip()!r} is not a number") from None
-        if not 0 < rate < float("inf"):
-            raise ValueError(f"endpoint rate for {str(name).strip()!r} must be > 0")
-        out[endpoint_of(method, path.strip())] = rate
-    return out
+            limit = headers.get("stripe-ratelimit-limit")
+            remaining = headers.get("stripe-ratelimit-remaining")
+            if limit is None or remaining is None:
+                return
+            self.server_limit, self.server_remaining = int(float(limit)), int(float(remaining))
+        except (ValueError, OverflowError):
+            return
+        if 0 < self.server_limit < self.rate:  # the server's limit is lower than ours: follow it, boundedly
+            self._refill()
+            self.rate = max(float(self.server_limit), self.floor)
+            self._restore_at = time.monotonic() + self.recover_s
+        if self.server_limit > 0 and self.server_remaining < self.server_limit / 10:
+            self._refill()
+            self._tokens = min(self._tokens, 0.0)
+
+    def snapshot(self) -> dict[str, Any]:
+        self._refill()
+        return {
+            "rate_per_s": self.rate,
+            "tokens_now": round(max(self._tokens, 0.0), 2),
+            "server_limit": self.server_limit,
+            "server_remaining": self.server_remaining,
+        }
+
 
 
 class ConcurrencyLimit:
