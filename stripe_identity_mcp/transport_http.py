@@ -269,6 +269,7 @@ class FrontApp:
             return
         if path == "/webhooks/stripe" and self.webhooks is not None:
             await self.webhooks(scope, receive, send)  # authenticated by Stripe-Signature, not a token
+            return
         if self.oauth is not None and (path == METADATA_PATH or path.startswith(METADATA_PATH + "/")):
             await self.oauth.metadata_app(scope, receive, send)
             return

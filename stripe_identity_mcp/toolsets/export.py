@@ -95,14 +95,11 @@ def register(server: MCPServer, settings: Settings) -> None:
         format: Annotated[Literal["jsonl", "csv"] | None, Field(description="default: from extension")] = None,
         created_gte: Timestamp = None,
         created_lt: Timestamp = None,
-        resume: Annotated[bool, Field(description="continue an interrupted export")] = False,
+        resume: Annotated[bool, Field(description="continue an interrupted one")] = False,
         overwrite: bool = False,
-        max_rate: Annotated[float | None, Field(gt=0)] = None,  # requests/s; see Settings.export_rate
+        max_rate: Annotated[float | None, Field(gt=0, description="requests/s")] = None,  # see Settings.export_rate
     ) -> ExportSummary:
-        """Export all Stripe customers (or a created range) to JSONL/CSV; resumable.
-
-        Omits customers created after the start.
-        """
+        """Export all Stripe customers (or a created range) to JSONL/CSV; resumable; omits ones created after start."""
         from stripe_identity_mcp.export.engine import ExportError, run_export
         from stripe_identity_mcp.export.paths import PathRefused, confine
         from stripe_identity_mcp.export.writers import format_for

@@ -32,7 +32,7 @@ from tests.http.oauth_issuer import Issuer, SigningKey, running_issuer
 AUDIENCE = "https://mcp.example.test/mcp"
 STATE_KEY = "k" * 40
 OTHER_KEY = "o" * 40
-CUSTOMER_READ_TOOLS = {"find_customers_by_email", "get_customer", "list_customers", "search_customers"}
+CUSTOMER_READ_TOOLS = {"find_customers_by_email", "get_customer", "list_customers", "search_customers", "customer_history"}
 
 
 @pytest.fixture
