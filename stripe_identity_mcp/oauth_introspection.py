@@ -13,22 +13,19 @@ refused again within `CACHE_S`). Fetches are bounded like the JWKS ones; failure
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import httpx
 from mcp.server.auth.provider import AccessToken
 
 from stripe_identity_mcp.oauth_jwt import (
     FETCH_TIMEOUT_S,
     LEEWAY_S,
-    MAX_DOCUMENT_BYTES,
-    IssuerUnavailable,
     TokenRejected,
+    fetch_json_document,
     token_client_id,
     token_scopes,
 )
@@ -106,34 +103,11 @@ class Introspector:
     async def _introspect(self, token: str) -> dict[str, Any]:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=False, trust_env=False)
-        url = self.policy.url
         self.calls += 1
-        body = bytearray()
-        try:
-            with anyio.fail_after(FETCH_TIMEOUT_S * 2):  # the whole exchange, not just each read
-                async with self._http.stream(
-                    "POST",
-                    url,
-                    data={"token": token, "token_type_hint": "access_token"},
-                    auth=(self.policy.client_id, self.policy.client_secret),
-                    headers={"Accept": "application/json"},
-                ) as response:
-                    if response.status_code != 200:
-                        raise IssuerUnavailable(
-                            f"{url} answered HTTP {response.status_code} (check the introspection credentials)"
-                        )
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > MAX_DOCUMENT_BYTES:
-                            raise IssuerUnavailable(f"{url} sent more than {MAX_DOCUMENT_BYTES} bytes")
-        except TimeoutError:
-            raise IssuerUnavailable(f"{url} did not answer within {FETCH_TIMEOUT_S * 2:g} s") from None
-        except httpx.HTTPError as exc:
-            raise IssuerUnavailable(f"cannot reach {url}: {type(exc).__name__}") from None
-        try:
-            document = json.loads(bytes(body))
-        except ValueError:
-            raise IssuerUnavailable(f"{url} did not send JSON") from None
-        if not isinstance(document, dict):
-            raise IssuerUnavailable(f"{url} did not send a JSON object")
-        return document
+        return await fetch_json_document(
+            self._http,
+            "POST",
+            self.policy.url,
+            data={"token": token, "token_type_hint": "access_token"},
+            auth=(self.policy.client_id, self.policy.client_secret),
+        )

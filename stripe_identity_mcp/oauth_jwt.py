@@ -282,24 +282,32 @@ class JwtVerifier:
     async def _get_json(self, url: str) -> dict[str, Any]:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=False, trust_env=False)
-        try:
-            with anyio.fail_after(FETCH_TIMEOUT_S * 2):  # the whole exchange, not just each read
-                async with self._http.stream("GET", url, headers={"Accept": "application/json"}) as response:
-                    if response.status_code != 200:
-                        raise IssuerUnavailable(f"{url} answered HTTP {response.status_code}")
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > MAX_DOCUMENT_BYTES:
-                            raise IssuerUnavailable(f"{url} sent more than {MAX_DOCUMENT_BYTES} bytes")
-        except TimeoutError:
-            raise IssuerUnavailable(f"{url} did not answer within {FETCH_TIMEOUT_S * 2:g} s") from None
-        except httpx.HTTPError as exc:
-            raise IssuerUnavailable(f"cannot fetch {url}: {type(exc).__name__}") from None
-        try:
-            document = json.loads(bytes(body))
-        except ValueError:
-            raise IssuerUnavailable(f"{url} did not send JSON") from None
-        if not isinstance(document, dict):
-            raise IssuerUnavailable(f"{url} did not send a JSON object")
-        return document
+        return await fetch_json_document(self._http, "GET", url)
+
+
+async def fetch_json_document(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+    """One bounded exchange with an identity provider: the whole of it within 2 × FETCH_TIMEOUT_S,
+    at most MAX_DOCUMENT_BYTES, a 200 with a JSON object — else IssuerUnavailable saying what."""
+    headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
+    body = bytearray()
+    try:
+        with anyio.fail_after(FETCH_TIMEOUT_S * 2):  # the whole exchange, not just each read
+            async with http.stream(method, url, headers=headers, **kwargs) as response:
+                if response.status_code != 200:
+                    hint = " (check the introspection credentials)" if method == "POST" else ""
+                    raise IssuerUnavailable(f"{url} answered HTTP {response.status_code}{hint}")
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        raise IssuerUnavailable(f"{url} sent more than {MAX_DOCUMENT_BYTES} bytes")
+    except TimeoutError:
+        raise IssuerUnavailable(f"{url} did not answer within {FETCH_TIMEOUT_S * 2:g} s") from None
+    except httpx.HTTPError as exc:
+        raise IssuerUnavailable(f"cannot reach {url}: {type(exc).__name__}") from None
+    try:
+        document = json.loads(bytes(body))
+    except ValueError:
+        raise IssuerUnavailable(f"{url} did not send JSON") from None
+    if not isinstance(document, dict):
+        raise IssuerUnavailable(f"{url} did not send a JSON object")
+    return document

@@ -142,9 +142,10 @@ def _scim(app: AppDeps) -> ScimClient:
     return app.scim
 
 
-def _one(member_id: str | None, email: str | None) -> None:
-    if (member_id is None) == (email is None):
-        raise ToolError("give exactly one of member_id or email.")
+def exactly_one(**given: str | None) -> None:
+    """`exactly_one(member_id=…, email=…)`: one of the two ways to name a thing, not both, not neither."""
+    if sum(value is not None for value in given.values()) != 1:
+        raise ToolError(f"give exactly one of {' or '.join(given)}.")
 
 
 async def find_member(scim: ScimClient, member_id: str | None, email: str | None) -> ScimUser:
@@ -163,11 +164,6 @@ async def _read(app: AppDeps, member_id: str | None, email: str | None) -> ScimU
         return await find_member(_scim(app), member_id, email)
     except StripeIdentityError as exc:
         raise scim_error(exc, app, member_id) from None
-
-
-def _one_group(group_id: str | None, group_name: str | None) -> None:
-    if (group_id is None) == (group_name is None):
-        raise ToolError("give exactly one of group_id or group_name.")
 
 
 async def find_group(scim: ScimClient, group_id: str | None, group_name: str | None) -> ScimGroup:
@@ -467,7 +463,7 @@ def register(server: MCPServer, settings: Settings) -> None:
     @server.tool(annotations=READ)
     async def get_team_member(ctx: Context, member_id: MemberId = None, email: MemberEmail = None) -> TeamMemberResult:
         """Get one Dashboard team member (with groups) by member_id or email."""
-        _one(member_id, email)
+        exactly_one(member_id=member_id, email=email)
         app = deps(ctx)
         user, warnings = await with_groups(app, await _read(app, member_id, email))
         return TeamMemberResult(member=member_of(user), note=ROLES_TRUTH, warnings=_inactive_warning(user) + warnings)
@@ -625,8 +621,8 @@ def register_writes(server: MCPServer) -> None:
             entry.on_error = lambda exc: scim_error(exc, app, member_id)
             if gate is not None:
                 require_confirmed(gate, action="removed")
-            _one(member_id, email)
-            _one_group(group_id, group_name)
+            exactly_one(member_id=member_id, email=email)
+            exactly_one(group_id=group_id, group_name=group_name)
             user = await find_member(scim, member_id, email)
             entry.on_error = lambda exc: scim_error(exc, app, user.id, group=group_id or "")
             group = await find_group(scim, group_id, group_name)
