@@ -26,9 +26,11 @@ serve: $(STAMP)
 demo: $(STAMP)
 	@$(BIN)/stripe-identity-mcp demo
 
-# The whole suite on every core (pytest-xdist); `check` first: ruff (ruff.toml) and mypy (mypy.ini).
+# The whole suite in parallel (pytest-xdist): two workers per core, since most tests wait on loopback
+# I/O (on 2 cores: 3m20s with 4 workers, 5m10s with 2); `check` first: ruff (ruff.toml), mypy (mypy.ini).
+WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 test: $(STAMP) check
-	@$(BIN)/python -m pytest -q -n auto
+	@$(BIN)/python -m pytest -q -n $(WORKERS)
 
 check: $(STAMP)
 	@$(BIN)/ruff check stripe_identity_mcp tests benchmarks tools
