@@ -181,7 +181,7 @@ async def audit(ctx: Context, tool: str, target: str | None, args: dict[str, Any
         cause = exc.__cause__ or exc.__context__
         outcome = getattr(exc, "outcome", None)  # toolsets/proof.OutcomeError: what really happened
         if isinstance(outcome, str):
-            write(outcome, last_id())
+            write(outcome, getattr(exc, "request_id", None) or last_id())
         elif isinstance(cause, StripeIdentityError):  # mapped by tool_errors() inside the block
             write(_error_outcome(cause), getattr(cause, "request_id", None) or entry.request_id)
         else:  # our own refusal; a read made before it is not the write's request

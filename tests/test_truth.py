@@ -335,3 +335,30 @@ async def test_create_answered_with_a_redirect_without_committing_is_not_success
             r = await client.call_tool("create_customer", {"email": "unmade@example.com"})
     assert not empty_sandbox.sandbox.stores["test"].customers
     assert r.is_error and "did NOT take effect" in r.content[0].text, r.content[0].text
+
+
+async def test_attach_whose_make_default_fails_says_the_card_is_attached(sandbox, tmp_path):
+    cid = FIXED_IDS["omar"]
+    with FaultProxy(sandbox.base_url) as proxy:
+        proxy.add(Rule("POST", rf"/v1/customers/{cid}$", status=400, headers={"Content-Type": "application/json"},
+                       body='{"error":{"type":"invalid_request_error","message":"nope"}}'))  # fmt: skip
+        async with mcp_client(via(proxy, sandbox, tmp_path, scim_token=None)) as client:
+            r = await client.call_tool("attach_payment_method", {"customer_id": cid, "payment_method": "pm_card_visa"})
+    text = r.content[0].text
+    assert r.is_error and "IS attached" in text and "invoice default failed" in text, text
+    attached = [p for p in sandbox.sandbox.stores["test"].pms.values() if p.get("customer") == cid]
+    assert attached  # the attach happened at the sandbox
+    (line,) = audit_lines(tmp_path)
+    assert line["outcome"] == "partial: attached, default not set"
+
+
+async def test_a_lost_answer_that_reads_back_unchanged_is_unknown_not_not_done(sandbox, tmp_path):
+    """A timed-out write may still be running upstream: the read-back is a snapshot, not a verdict."""
+    cid = FIXED_IDS["omar"]
+    with FaultProxy(sandbox.base_url) as proxy:
+        proxy.add(Rule("POST", rf"/v1/customers/{cid}$", action="drop_before", count=10))
+        async with mcp_client(via(proxy, sandbox, tmp_path, scim_token=None, max_retries=1)) as client:
+            r = await client.call_tool("update_customer", {"customer_id": cid, "name": "Maybe"})
+    text = r.content[0].text
+    assert r.is_error and "UNKNOWN" in text and "may still complete" in text, text
+    assert audit_lines(tmp_path)[0]["outcome"].startswith("unknown: answer lost")

@@ -17,6 +17,7 @@ from stripe_identity_mcp.clients.errors import (
     ApiTimeoutError,
     ConflictError,
     InvalidTextError,
+    LocalRateLimitError,
     RateLimitError,
     RedirectError,
     ServerError,
@@ -95,6 +96,12 @@ class Trace:
     path: str
     attempts: int = 0
     uncertain: list[int] = field(default_factory=list)  # attempt numbers
+    # Of those, the ones whose answer never came (timeout, reset): the server may still be acting on them.
+    lost: list[int] = field(default_factory=list)
+
+    def lose(self, attempt: int) -> None:
+        self.uncertain.append(attempt)
+        self.lost.append(attempt)
 
     @property
     def earlier_attempt_may_have_committed(self) -> bool:
@@ -315,11 +322,13 @@ class HttpApi:
             ) from exc
         except (TimeoutError, httpx.TimeoutException) as exc:
             if writes:
-                trace.uncertain.append(trace.attempts)
+                trace.lose(trace.attempts)
             raise _Retryable(ApiTimeoutError(f"{self.service} timed out on {method} {self._path(url)}")) from exc
-        except httpx.TransportError as exc:  # sent, answer lost: the server may have acted on it
+        except httpx.HTTPError as exc:
+            # Sent, answer lost (a reset, a protocol error) or unreadable (a body that fails to decode):
+            # the server may have acted on it, and may still be acting.
             if writes:
-                trace.uncertain.append(trace.attempts)
+                trace.lose(trace.attempts)
             what = redact(type(exc).__name__ + (f": {exc}" if str(exc) else ""), self.secrets)
             raise _Retryable(
                 ApiConnectionError(f"could not reach {self.service} at {self.base_url} ({what}); the answer was lost")
@@ -393,6 +402,8 @@ class HttpApi:
             raise self._exhausted(exc, trace, time.monotonic() - started, remaining()) from None
         except StripeIdentityError as exc:
             exc.trace = trace
+            if isinstance(exc, LocalRateLimitError) and trace.uncertain:
+                exc.hint = "an earlier attempt may have reached the server: check before retrying"
             raise
         except UnicodeEncodeError as exc:  # httpx encoding params / a JSON body
             raise InvalidTextError(self.service, exc) from None

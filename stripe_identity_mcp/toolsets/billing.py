@@ -26,9 +26,10 @@ from stripe_identity_mcp.toolsets.common import (
     drop_none,
     next_cursor,
     stripe_proof,
+    tool_error,
     tool_errors,
 )
-from stripe_identity_mcp.toolsets.proof import prove
+from stripe_identity_mcp.toolsets.proof import OutcomeError, prove
 
 TOOLSET = "billing"
 
@@ -237,16 +238,23 @@ def register(server: MCPServer, settings: Settings) -> None:
             assert isinstance(pm, PaymentMethod)
             notes = list(attached.notes)
             if make_default:
-                made = await prove(
-                    lambda: app.stripe.update_customer(customer_id, {"invoice_settings": {"default_payment_method": pm.id}}),
-                    proves=lambda c: default_pm(c) == pm.id,
-                    read_back=lambda: app.stripe.retrieve_customer(customer_id),
-                    settled=lambda c: isinstance(c, Customer) and default_pm(c) == pm.id,
-                    describe=lambda c: f"the invoice default is {default_pm(c) if isinstance(c, Customer) else None}",
-                    action=f"make {pm.id} the invoice default of {customer_id}",
-                    check=f"list_customer_payment_methods(customer_id='{customer_id}')",
-                    **stripe_proof(app),
-                )
+                try:
+                    made = await prove(
+                        lambda: app.stripe.update_customer(customer_id, {"invoice_settings": {"default_payment_method": pm.id}}),
+                        proves=lambda c: default_pm(c) == pm.id,
+                        read_back=lambda: app.stripe.retrieve_customer(customer_id),
+                        settled=lambda c: isinstance(c, Customer) and default_pm(c) == pm.id,
+                        describe=lambda c: f"the invoice default is {default_pm(c) if isinstance(c, Customer) else None}",
+                        action=f"make {pm.id} the invoice default of {customer_id}",
+                        check=f"list_customer_payment_methods(customer_id='{customer_id}')",
+                        **stripe_proof(app),
+                    )
+                except (ToolError, StripeIdentityError) as exc:  # the attach itself is done: say so
+                    why = str(tool_error(exc, app)) if isinstance(exc, StripeIdentityError) else str(exc)
+                    raise OutcomeError(
+                        f"{pm.id} IS attached to {customer_id}, but making it the invoice default failed: {why}",
+                        outcome="partial: attached, default not set",
+                    ) from None
                 notes += made.notes
             entry.outcome = "ok" if not notes else "ok (verified by reading it back)"
         return PaymentMethodChange(

@@ -39,7 +39,7 @@ from stripe_identity_mcp.toolsets.common import (
     tool_errors,
 )
 from stripe_identity_mcp.toolsets.customers import exact_email_matches, lookup_email
-from stripe_identity_mcp.toolsets.proof import GONE, prove
+from stripe_identity_mcp.toolsets.proof import GONE, OutcomeError, prove
 from stripe_identity_mcp.untrusted import clean, quoted
 
 MAX_KEYS = 50
@@ -201,11 +201,12 @@ async def create_once(
         # with this email moments ago (then it exists now), or one that has since been deleted.
         now = await existing_customers(app, email)
         if now:
-            raise ToolError(
+            raise OutcomeError(  # our refusal, audited as one (not as the idempotency error it follows)
                 f"another request created a customer with this email moments ago: {', '.join(now)}. "
-                "Use that customer, or pass allow_duplicate_email=true. Nothing was created."
+                "Use that customer, or pass allow_duplicate_email=true. Nothing was created.",
+                outcome="refused",
             ) from None
-        return await _fresh_create(stripe, params, "an earlier customer with this email was deleted")
+        return await _fresh_create(app, params, email, existing, "an earlier customer with this email was deleted")
     if isinstance(proof.state, Customer):
         return Created(proof.state, note=" ".join(proof.notes), audit=proof.audit_outcome)
     assert proof.answer is not None
@@ -222,7 +223,7 @@ async def create_once(
         ))  # fmt: skip
     current = await stripe.retrieve_customer(customer.id)
     if current.deleted:  # the replay of a create whose customer was deleted since: a new create must create
-        return await _fresh_create(stripe, params, f"the replayed {customer.id} was deleted")
+        return await _fresh_create(app, params, email, existing, f"the replayed {customer.id} was deleted")
     age = f" {int(time.time() - customer.created)}s ago" if customer.created else ""
     return _verified(current, email, Created(
         current,
@@ -233,9 +234,11 @@ async def create_once(
     ))  # fmt: skip
 
 
-async def _fresh_create(stripe: StripeClient, params: dict[str, Any], why: str) -> Created:
-    customer = await stripe.create_customer(params, idempotency_key=f"sim-{uuid.uuid4()}")
-    return _verified(customer, str(params.get("email")), Created(customer, audit=f"ok (new key: {why})"))
+async def _fresh_create(app: Any, params: dict[str, Any], email: str, existing: list[str], why: str) -> Created:
+    """A create with a new key, proven like the first one (a lost answer here is read back too)."""
+    created = await create_once(app, params, email, f"sim-{uuid.uuid4()}", True, existing)
+    created.audit = f"{created.audit} (new key: {why})"
+    return created
 
 
 def _verified(customer: Customer, email: str, created: Created) -> Created:
@@ -390,15 +393,18 @@ def register_writes(server: MCPServer, settings: Settings) -> None:
                 if missing:
                     warnings.append(f"not present, nothing to unset: {missing}")
             expected = {k: (None if v == "" else v) for k, v in fields.items()}
-            want_meta = ({} if clear_all_metadata else {k: v for k, v in current.metadata.items()
-                         if k not in set(metadata_unset or [])}) | (metadata_set or {})  # fmt: skip
+
+            gone_keys = set(current.metadata) if clear_all_metadata else set(metadata_unset or [])
+            gone_keys -= set(metadata_set or {})
 
             def applied(c: Customer | str) -> bool:
+                """The keys and fields this call touched hold; others may change concurrently (merge)."""
                 if not isinstance(c, Customer) or c.id != customer_id or c.deleted:
                     return False
                 plain = all(getattr(c, k) == v for k, v in expected.items() if k != "address")
                 addr = all(getattr(c.address, k, None) == (v or None) for k, v in (address or {}).items())
-                return plain and addr and c.metadata == want_meta
+                meta = all(c.metadata.get(k) == v for k, v in (metadata_set or {}).items())
+                return plain and addr and meta and not gone_keys & set(c.metadata)
 
             proof = await prove(
                 lambda: app.stripe.update_customer(customer_id, params),

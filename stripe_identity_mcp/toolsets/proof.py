@@ -30,9 +30,10 @@ GONE = "gone"  # read_back's answer for "the object no longer exists" (a 404 on 
 class OutcomeError(ToolError):
     """A write whose outcome is not what was asked (or is unknown); `outcome` goes to the audit log."""
 
-    def __init__(self, message: str, outcome: str) -> None:
+    def __init__(self, message: str, outcome: str, request_id: str | None = None) -> None:
         super().__init__(message)
         self.outcome = outcome
+        self.request_id = request_id  # the write's own request, not the read-back's
 
 
 def nothing_was_done(exc: StripeIdentityError) -> bool:
@@ -109,6 +110,7 @@ async def prove(
         # replay is judged by its caller, which knows what a replay means for it).
         return Proven(answer=answer, state=None)
     why = explain(failure).rstrip(".") if failure is not None else "the answer did not show the new state"
+    request_id = getattr(failure, "request_id", None)
     try:
         state = await read_back()
     except StripeIdentityError as exc:
@@ -116,13 +118,23 @@ async def prove(
             f"the outcome of '{action}' is UNKNOWN: {why}; reading it back failed too ({explain(exc).rstrip('.')}). "
             f"Check before retrying: {check}.",
             outcome="unknown: " + (type(failure).__name__ if failure else "unproven answer"),
+            request_id=request_id,
         ) from None
     if settled(state):
         note = f"{why}; reading it back shows {describe(state)}"
         if lost:
             note = "the first answer was lost; " + note
         return Proven(answer=None, state=state, lost_answer=lost, failure=type(failure).__name__ if failure is not None else None, notes=[note])
+    if trace is not None and trace.lost:
+        # An attempt whose answer never came may still be running upstream: what we read is a snapshot.
+        raise OutcomeError(
+            f"the outcome of '{action}' is UNKNOWN: {why}; reading it back shows {describe(state)}, but an attempt "
+            f"whose answer was lost may still complete. Check before retrying: {check}.",
+            outcome=f"unknown: answer lost; read back: {describe(state)}",
+            request_id=request_id,
+        )
     raise OutcomeError(
         f"'{action}' did NOT take effect: {why}; reading it back shows {describe(state)}. Check: {check}.",
         outcome=f"error: not done ({describe(state)})",
+        request_id=request_id,
     )

@@ -561,7 +561,8 @@ def register_writes(server: MCPServer) -> None:
         if isinstance(proof.answer, ScimUser) and state is None:
             active = proof.answer.active
         gone = state == GONE
-        note = f"{GONE_NOTE if gone else INACTIVE_NOTE} {REMOVAL_FACTS[action]} {VERIFIED_NOTE}"
+        verified = VERIFIED_NOTE if state is not None else "(verified: Stripe's answer shows the member inactive)"
+        note = f"{GONE_NOTE if gone else INACTIVE_NOTE} {REMOVAL_FACTS[action]} {verified}"
         if user.groups:
             note += (
                 " groups_before lists the groups they were in: review those groups' role mappings in the Dashboard "
