@@ -362,3 +362,16 @@ async def test_a_lost_answer_that_reads_back_unchanged_is_unknown_not_not_done(s
     text = r.content[0].text
     assert r.is_error and "UNKNOWN" in text and "may still complete" in text, text
     assert audit_lines(tmp_path)[0]["outcome"].startswith("unknown: answer lost")
+
+
+async def test_provision_of_an_existing_member_after_a_lost_attempt_is_not_recovered(sandbox, tmp_path):
+    """Attempt 1 answered 502 (it may have committed), attempt 2 met 409: but the member existed before
+    this call began (meta.created), so it is the uniqueness refusal, not our own lost create."""
+    before = len(sandbox.sandbox.scim.users)
+    with FaultProxy(sandbox.base_url) as proxy:
+        proxy.add(Rule("POST", r"/scim/v2/Users$", status=502, body="bad gateway"))
+        async with mcp_client(via(proxy, sandbox, tmp_path)) as client:
+            r = await client.call_tool("provision_team_member", {"email": "omar@globex.com"})
+        assert proxy.count("POST", "/Users$") == 2
+    assert r.is_error and "already exists" in r.content[0].text, r.content[0].text
+    assert len(sandbox.sandbox.scim.users) == before

@@ -55,6 +55,8 @@ class StripeIdentityError(Exception):
         # The attempts of the failed call (clients/http.py Trace): whether an earlier attempt of this
         # call may have committed upstream decides what a 404 or 409 on a retry means.
         self.trace: Any = None
+        # Set by a client that has established, after uncertain attempts, that this call changed nothing.
+        self.nothing_done = False
 
 
 class InvalidTextError(StripeIdentityError):

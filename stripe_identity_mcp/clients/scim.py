@@ -22,6 +22,8 @@ The team tools read the member (or the group) back after every write: a 204 or a
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from stripe_identity_mcp import __version__
@@ -47,6 +49,23 @@ SCIM_JSON = "application/scim+json"
 SCIM_RATE = 10.0
 MAX_COUNT = 100
 GROUP_SCAN_PAGES = 10  # a membership scan reads at most 1 000 groups
+
+
+CLOCK_SKEW_S = 60.0  # how far the provider's clock may be ahead of ours when judging `meta.created`
+
+
+def created_before(user: ScimUser, when: float) -> bool:
+    """Whether the provider says the user was created before `when` (unix seconds); False if it does not say."""
+    created = user.meta.created if user.meta else None
+    if not created:
+        return False
+    try:
+        stamp = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp() < when
 
 
 def filter_value(value: str) -> str:
@@ -207,14 +226,16 @@ class ScimClient(HttpApi):
         if display:
             body["displayName"] = display
         body["emails"] = [{"value": email, "primary": True, "type": "work"}]
+        started = time.time()
         try:
             data = await self.call("POST", "/Users", body=body)
         except ConflictError as exc:
             if exc.trace is None or not exc.trace.earlier_attempt_may_have_committed:
                 raise  # a genuine duplicate (a 429 or a refused attempt before it proves nothing was made)
             existing = await self.find_by_email(email)
-            if existing is None:
-                raise
+            if existing is None or created_before(existing, started - CLOCK_SKEW_S):
+                exc.nothing_done = True  # established: it existed before this call; nothing of ours committed
+                raise  # the uniqueness refusal it is, not our lost create
             existing._recovered = True  # our earlier attempt created it; its answer was lost
             return existing
         user = self.parse(ScimUser, data)

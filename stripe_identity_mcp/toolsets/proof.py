@@ -38,6 +38,8 @@ class OutcomeError(ToolError):
 
 def nothing_was_done(exc: StripeIdentityError) -> bool:
     """True when the failure itself proves the upstream did not act on this call."""
+    if exc.nothing_done:
+        return True  # the client established it (e.g. the member existed before this call)
     if isinstance(exc, UnexpectedResponseError):
         return False  # it answered 2xx/3xx with something else: it may well have acted
     trace = exc.trace

@@ -11,6 +11,7 @@ from SAML attribute statements at sign-in, or from the Dashboard's mapping of a 
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 from mcp.server.elicitation import ElicitationResult
@@ -31,7 +32,7 @@ from stripe_identity_mcp.clients.errors import (
     UnexpectedResponseError,
     redact,
 )
-from stripe_identity_mcp.clients.scim import ScimClient, filter_value
+from stripe_identity_mcp.clients.scim import CLOCK_SKEW_S, ScimClient, created_before, filter_value
 from stripe_identity_mcp.confirmation import Confirmation, Refusal, can_elicit, require_confirmed
 from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.models.scim import (
@@ -260,16 +261,26 @@ async def prove_provisioned(
 ) -> Proven[ScimUser, ScimUser]:
     """Create the member; when the answer proves nothing (redirect, wrong shape, lost), look the email up."""
 
+    started = time.time()
+
     async def read_back() -> ScimUser | str:
         found = await scim.find_by_email(email)
         return GONE if found is None else found
+
+    def made_by_us(state: ScimUser | str) -> bool:  # a member that existed before this call is not our create
+        return isinstance(state, ScimUser) and not created_before(state, started - CLOCK_SKEW_S)
+
+    def describe(state: ScimUser | str) -> str:
+        if state == GONE:
+            return "no member with that email exists"
+        return "a member with that email exists" if made_by_us(state) else "a member with that email existed before this call"
 
     return await prove(
         lambda: scim.create_user(email, given_name, family_name, display_name),
         proves=lambda user: user.userName.lower() == email.lower(),
         read_back=read_back,
-        settled=lambda state: isinstance(state, ScimUser),
-        describe=lambda state: "no member with that email exists" if state == GONE else "a member with that email exists",
+        settled=made_by_us,
+        describe=describe,
         action=f"provision team member {email}",
         check=f"list_team_members(email='{email}')",
         trace_of=lambda: scim.last_trace,
