@@ -337,6 +337,17 @@ async def prove_membership(
 
 
 # --- confirmation gate ------------------------------------------------------------------------------
+def confirm_mismatch(confirm: str, user: ScimUser, given: str, nothing: str) -> Refusal | None:
+    """The refusal when `confirm` is neither the member's id nor (ASCII case aside) their email."""
+    if confirm == user.id or same_email(confirm, user.userName):
+        return None
+    lookalike = " (it holds non-ASCII look-alike characters)" if has_lookalikes(confirm) else ""
+    return Refusal(
+        f"confirm does not match{lookalike}: it must be exactly '{user.userName}' or '{user.id}'; "
+        f"call again with confirm='{given}'. {nothing}"
+    )
+
+
 async def confirm_group_removal(
     *,
     group_id: str | None,
@@ -359,12 +370,9 @@ async def confirm_group_removal(
         group = await _read_group(app, group_id, group_name)
     except ToolError as exc:
         return Refusal(f"{exc} {nothing}")
-    if confirm != user.id and not same_email(confirm, user.userName):
-        lookalike = " (it holds non-ASCII look-alike characters)" if has_lookalikes(confirm) else ""
-        return Refusal(
-            f"confirm does not match{lookalike}: it must be exactly '{user.userName}' or '{user.id}'; "
-            f"call again with confirm='{given}'. {nothing}"
-        )
+    mismatch = confirm_mismatch(confirm, user, given, nothing)
+    if mismatch is not None:
+        return mismatch
     if app.settings.confirm != "elicit" or not can_elicit(ctx):
         return Confirmation(confirm=True)
     # Trusted facts first (ids, email, mode, membership, consequences); names an IdP sets, last and quoted.
@@ -395,12 +403,9 @@ def _member_gate(action: str, verb: str) -> Any:
             user = await _read(app, member_id, email)
         except ToolError as exc:
             return Refusal(f"{exc} Nothing was {action}.")
-        if confirm != user.id and not same_email(confirm, user.userName):
-            lookalike = " (it holds non-ASCII look-alike characters)" if has_lookalikes(confirm) else ""
-            return Refusal(
-                f"confirm does not match{lookalike}: it must be exactly '{user.userName}' or '{user.id}'; "
-                f"call again with confirm='{given}'. Nothing was {action}."
-            )
+        mismatch = confirm_mismatch(confirm, user, given, f"Nothing was {action}.")
+        if mismatch is not None:
+            return mismatch
         if app.settings.confirm != "elicit" or not can_elicit(ctx):
             return Confirmation(confirm=True)
         # Trusted facts first (id, email, mode, state, consequences); the display name — text anyone with
