@@ -43,6 +43,9 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--search-rate", type=float, help="r/s of all search endpoints together (default 20)")
     r.add_argument("--endpoint-rates", help="per-endpoint limits: 'GET /v1/customers=50, POST /v1/customers=40'")
     r.add_argument("--max-concurrency", type=int, help="requests in flight per key (default 32)")
+    r.add_argument("--redis-url", metavar="URL",
+                   help="share the key's budget (and HTTP streams) between replicas (prefer env STRIPE_IDENTITY_MCP_REDIS_URL)")
+    r.add_argument("--replicas", type=int, help="replicas sharing the key: each paces to 1/N while Redis is down (default 2)")
 
 
 def _port(text: str) -> int:
@@ -108,6 +111,7 @@ _FLAG_FIELDS = (
     "http_max_connections_per_ip", "http_reserved_connections", "mirror",
     "oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url", "oauth_introspection_url",
     "test_rate", "live_rate", "endpoint_rate", "search_rate", "endpoint_rates", "max_concurrency",
+    "redis_url", "replicas",
 )  # fmt: skip
 
 

@@ -290,6 +290,12 @@ class Settings(BaseSettings):
         300.0, gt=0, le=3600, validation_alias=_env("STRIPE_IDENTITY_MCP_CONFIRM_TTL", "confirm_ttl_s")
     )
 
+    # Replicas (README "Several replicas"): the key's rate budget and the HTTP streams' event log in
+    # Redis. The URL may carry a password: a secret, redacted like the keys.
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_REDIS_URL", "redis_url"))
+    # While Redis is unreachable a replica paces to 1/replicas of each limit (never unlimited).
+    replicas: int = Field(2, ge=1, le=1000, validation_alias=_env("STRIPE_IDENTITY_MCP_REPLICAS", "replicas"))
+
     # Set when serving against the embedded emulator.
     sandbox: bool = Field(False, validation_alias=_env("STRIPE_IDENTITY_MCP_SANDBOX", "sandbox"))
 

@@ -111,3 +111,16 @@ def elicitation(answer: str | None, asked: list[str]) -> dict[str, Any]:
         return ElicitResult(action=answer, content={"confirm": True} if answer == "accept" else None)
 
     return {"elicitation_callback": callback}
+
+
+@pytest.fixture
+def redis_server() -> Iterator[Any]:
+    """A real redis-server of this test's own on a free loopback port (tests/redis_server.py)."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="redis-", dir=SCRATCH)))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
