@@ -77,6 +77,8 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--host", default="127.0.0.1")
     t.add_argument("--port", type=_port, default=8765, help="TCP port, 0 for any free one (default 8765)")
     t.add_argument("--stateless", action="store_true", help="HTTP: stateless mode for several replicas")
+    t.add_argument("--stream-max-events", type=int, help="HTTP with --redis-url: events kept per stream (default 1000)")
+    t.add_argument("--stream-ttl-s", type=float, help="HTTP with --redis-url: seconds a stream is kept after its last event (default 900)")
     t.add_argument("--tokens-file", help="HTTP: bearer token file (TOML/JSON)")
     t.add_argument("--webhook-secret", dest="webhook_secret_list", action="append", metavar="WHSEC",
                    help="HTTP: accept Stripe webhooks at /webhooks/stripe into --mirror (repeatable; "
@@ -108,7 +110,7 @@ _FLAG_FIELDS = (
     "api_key", "api_base", "api_version", "stripe_account", "scim_base", "log_level", "toolsets",
     "allow_writes", "allow_live_writes", "read_only", "confirm", "audit_log", "export_dir", "tokens_file",
     "http_header_timeout_s", "http_keep_alive_s", "http_write_timeout_s", "http_max_connections",
-    "http_max_connections_per_ip", "http_reserved_connections", "mirror",
+    "http_max_connections_per_ip", "http_reserved_connections", "mirror", "stream_max_events", "stream_ttl_s",
     "oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url", "oauth_introspection_url",
     "test_rate", "live_rate", "endpoint_rate", "search_rate", "endpoint_rates", "max_concurrency",
     "redis_url", "replicas",

@@ -295,6 +295,15 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_REDIS_URL", "redis_url"))
     # While Redis is unreachable a replica paces to 1/replicas of each limit (never unlimited).
     replicas: int = Field(2, ge=1, le=1000, validation_alias=_env("STRIPE_IDENTITY_MCP_REPLICAS", "replicas"))
+    # Streams (stateful HTTP with redis_url, stripe_identity_mcp/event_store.py): each SSE stream's
+    # events are kept for resumption on any replica, at most about this many per stream and for this
+    # long after its last event.
+    stream_max_events: int = Field(
+        1000, ge=1, le=100_000, validation_alias=_env("STRIPE_IDENTITY_MCP_STREAM_MAX_EVENTS", "stream_max_events")
+    )
+    stream_ttl_s: float = Field(
+        900.0, ge=1, le=86_400, validation_alias=_env("STRIPE_IDENTITY_MCP_STREAM_TTL", "stream_ttl_s")
+    )
 
     # Set when serving against the embedded emulator.
     sandbox: bool = Field(False, validation_alias=_env("STRIPE_IDENTITY_MCP_SANDBOX", "sandbox"))

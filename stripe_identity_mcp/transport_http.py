@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import secrets
 import socket
 import sys
@@ -68,15 +69,17 @@ import anyio
 import uvicorn
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import principal_components
 from mcp.server.mcpserver import MCPServer
 from mcp.server.request_state import RequestStateSecurity, authenticated_principal
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stripe_identity_mcp.audit import AuditLog, audit_path
 from stripe_identity_mcp.deps import AppDeps, open_deps
+from stripe_identity_mcp.event_store import RedisEventStore
 from stripe_identity_mcp.http_auth import TokenEntry, TokenFileError, TokenTable, load_tokens
 from stripe_identity_mcp.http_guard import (
     ConnectionGuard,
@@ -106,6 +109,7 @@ from stripe_identity_mcp.oauth_scopes import (
 )
 from stripe_identity_mcp.server import build_server
 from stripe_identity_mcp.settings import ConfigError, Settings
+from stripe_identity_mcp.stream_resume import StreamFront
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_SESSIONS_PER_TOKEN = 1000
@@ -209,6 +213,7 @@ class FrontApp:
     oauth: OAuthResource | None = None  # set with --oauth-issuer: people's access tokens (see http_oauth)
     people: CapabilityServers | None = None  # the servers for OAuth capability sets, built on first use
     webhooks: Any = None  # WebhookReceiver when --webhook-secret is set (POST /webhooks/stripe)
+    streams: StreamFront | None = None  # stateful with --redis-url: resumable streams (see stream_resume)
     _by_caller: dict[str, TokenRoute] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -223,6 +228,9 @@ class FrontApp:
         async with open_deps(self.process_settings) as deps, AsyncExitStack() as stack:
             self.shared.deps = deps
             self.shared.audit = AuditLog(audit_path(self.process_settings), self.process_settings.secrets())
+            if self.streams is not None:
+                await self.streams.store.open()
+                stack.push_async_callback(self.streams.store.aclose)
             for route in self.routes:
                 await stack.enter_async_context(route.server.session_manager.run())
             if self.oauth is not None and self.people is not None:
@@ -284,12 +292,13 @@ class FrontApp:
         if scope.get("path") != "/mcp":
             scope = {**scope, "path": "/mcp", "raw_path": b"/mcp"}
         if self.table is None and self.oauth is None:
-            await self.routes[0].server.session_manager.handle_request(scope, receive, send)
+            await self._mcp(ANONYMOUS, self.routes[0].server.session_manager.handle_request, scope, receive, send)
             return
         sent, token = _bearer(request)
         entry = self.table.match(token) if self.table is not None else None
         if entry is not None:
-            await self._by_caller[entry.caller].server.session_manager.handle_request(scope, receive, send)
+            handler = self._by_caller[entry.caller].server.session_manager.handle_request
+            await self._mcp(entry.caller, handler, scope, receive, send)
         elif self.oauth is not None:
             await self._serve_person(scope, receive, send, sent, token)
         else:
@@ -324,7 +333,15 @@ class FrontApp:
                 await refused(scope, receive, send)
                 return
         scope = {**scope, "user": AuthenticatedUser(access)}
-        await AuthContextMiddleware(route.server.session_manager.handle_request)(scope, receive, send)
+        principal = "oauth:" + json.dumps(principal_components(access))  # (client, issuer, subject)
+        await self._mcp(principal, AuthContextMiddleware(route.server.session_manager.handle_request), scope, receive, send)
+
+    async def _mcp(self, principal: str, handler: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """An authenticated /mcp request to its session manager, through the stream layer when enabled."""
+        if self.streams is None:
+            await handler(scope, receive, send)
+        else:
+            await self.streams.handle(principal, handler, scope, receive, send)
 
     def _beyond_scope(self, names: list[str], route: CapabilityRoute) -> Response | None:
         """403 for a tool this process serves but the token's scopes do not allow (else the SDK answers)."""
@@ -543,8 +560,18 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
     def state_security(principal: Callable[[Any], str | None]) -> RequestStateSecurity:
         return RequestStateSecurity(keys=state_keys, ttl=settings.confirm_ttl_s, bind_principal=principal)
 
+    # Resumable streams exist only in stateful mode (the SDK passes no event store to stateless
+    # transports, and the 2026-07-28 requests are single exchanges without event ids).
+    streams: StreamFront | None = None
+    if settings.redis_url is not None and not options.stateless:
+        store = RedisEventStore(
+            settings.redis_url.get_secret_value(), max_events=settings.stream_max_events, ttl_s=settings.stream_ttl_s
+        )
+        streams = StreamFront(store)
+
     def serve_http(server: MCPServer[AppDeps]) -> None:
         server.streamable_http_app(
+            event_store=streams.store if streams is not None else None,
             json_response=options.json_response,
             stateless_http=options.stateless,
             max_request_body_size=MAX_BODY_BYTES,
@@ -554,7 +581,9 @@ def prepare_http(settings: Settings, options: HttpOptions, on_ready: Callable[[]
             host=options.host,
         )
 
-    front = FrontApp(routes=[], table=table, security=security, process_settings=settings, on_ready=on_ready)
+    front = FrontApp(
+        routes=[], table=table, security=security, process_settings=settings, on_ready=on_ready, streams=streams
+    )
     if settings.webhook_secrets():
         from stripe_identity_mcp.webhooks import receiver_for
 
