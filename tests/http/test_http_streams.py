@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,17 @@ async def test_resume_by_another_principal_or_for_an_unknown_stream_is_404(sandb
                 assert r.status_code == 200
                 again = [e async for e in sse_events(r)]
             assert [e["data"] for e in again] == [e["data"] for e in first[1:]]
+            # and on A, which holds the session, the SDK replays from the same store (it then keeps the
+            # stream open for live events, so read up to the result)
+            async with http.stream("GET", a.url, headers=owner) as r:
+                assert r.status_code == 200
+                local: list[dict[str, str]] = []
+                async for event in sse_events(r):
+                    if event.get("data"):
+                        local.append(event)
+                    if event.get("data") and json.loads(event["data"]).get("id") == 3:
+                        break
+            assert [e["data"] for e in local] == [e["data"] for e in first[1:]]
 
 
 async def test_events_beyond_the_retention_are_gone_and_resuming_from_them_says_so(
@@ -228,13 +240,18 @@ async def test_events_beyond_the_retention_are_gone_and_resuming_from_them_says_
                 assert expired.status_code == 404 and "expired" in expired.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("outage", ["stopped", "silent"])
 async def test_with_redis_down_tool_calls_still_succeed_without_resumability(
-    sandbox, redis_server, tmp_path, tokens, caplog
+    sandbox, redis_server, tmp_path, tokens, caplog, outage
 ):
     tokens_file, tok = tokens
-    url = redis_server.url.replace("redis://", "redis://:hunter2-secret@")
-    settings = replica_settings(sandbox, tmp_path, tokens_file, url)
     redis_server.stop()
+    silent = socket.socket()  # "silent": accepts connections (the kernel's backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    port = silent.getsockname()[1] if outage == "silent" else redis_server.port
+    url = f"redis://:hunter2-secret@127.0.0.1:{port}/0"
+    settings = replica_settings(sandbox, tmp_path, tokens_file, url)
     caplog.set_level(logging.WARNING, logger="stripe_identity_mcp.event_store")
     with http_server(settings) as a, anyio.fail_after(BOUND_S):
         async with http_client(a.url, tok["bot"]) as client:
@@ -249,6 +266,7 @@ async def test_with_redis_down_tool_calls_still_succeed_without_resumability(
             assert not any(e.get("id") for e in events)  # no event id: the client is not offered a resume
             resume = {**headers(tok["bot"], session_id), "Last-Event-ID": "0.0.1-0"}
             assert (await http.get(a.url, headers=resume)).status_code in (404, 503)
+    silent.close()
     warnings = [r.getMessage() for r in caplog.records if r.name == "stripe_identity_mcp.event_store"]
     assert any("unreachable" in w and "without resumability" in w for w in warnings), warnings
     assert "hunter2-secret" not in caplog.text
