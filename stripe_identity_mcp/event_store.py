@@ -30,9 +30,10 @@ Design (see README "Several replicas" → "Streams")
   no retries. When Redis fails, `store_event` returns "" (the SDK then sends the event without an
   `id:` line, so the client does not try to resume it) and logs one WARNING per outage (the URL
   without its password); for `RETRY_AFTER_S` it does not try again, so an outage costs at most one
-  timeout per few seconds, never a failed tool call. A stream that lost an event is never written
-  again (a resume would skip the lost event silently) and is deleted on the first successful write
-  after the outage.
+  timeout per few seconds, never a failed tool call.
+* No silent gaps. Each entry carries `n`, its number in its stream counting the events that could
+  not be stored too, so a reader sees where one is missing: a resume from before a gap is refused
+  (`Resolution.LOST`) instead of replaying a stream with a hole, and a follow ends at one.
 * Replay. `replay_events_after` (the SDK's path, when the session lives on this replica) replays the
   entries after the given one if the id belongs to the caller's scope. `resolve` and `follow` serve
   the front app's own path for a session held by another replica (`stream_resume`).
@@ -97,7 +98,9 @@ class StreamScope:
     principal: str  # principal_hash(...) of the authenticated caller
     ns: str = field(default_factory=lambda: secrets.token_hex(12))
     session: str | None = None  # session_hash(Mcp-Session-Id) once the front has seen the header
-    broken: set[str] = field(default_factory=set)  # stream keys that lost an event (never written again)
+    # Events numbered per stream (1, 2, …), lost ones included, so a reader sees a gap; a stream's
+    # counter is dropped once its response is stored (only streams in progress are held).
+    sequence: dict[str, int] = field(default_factory=dict)
     __weakref__: Any = field(default=None, init=False, repr=False, compare=False)
 
 
@@ -135,6 +138,7 @@ class Resolution(Enum):
     OK = "ok"
     UNKNOWN = "unknown"  # no such stream, expired, or another principal's / session's (answered alike)
     EVICTED = "evicted"  # the stream is the caller's, but the given event is no longer retained
+    LOST = "lost"  # an event after the given one could not be stored (Redis was unreachable)
     UNAVAILABLE = "unavailable"  # Redis did not answer
 
 
@@ -157,7 +161,6 @@ class RedisEventStore(EventStore):
         self._follow: Any = None  # a second client whose socket timeout covers one XREAD BLOCK
         self._down_until = 0.0
         self._outage = False
-        self._to_delete: set[str] = set()  # broken streams to drop on the next successful write
 
     async def open(self) -> None:
         # Imported here: the package serves without redis installed unless --redis-url is used.
@@ -213,16 +216,18 @@ class RedisEventStore(EventStore):
             return ""
         ref = EventRef(scope.ns, digest(stream_id)[:16], "")
         key = ref.stream_key
-        if key in scope.broken:
-            return ""
-        if not self._available():
-            self._break(scope, key)
-            return ""
         if message is None:
             kind, data = "p", ""
         else:
             kind = "r" if isinstance(message, JSONRPCResponse | JSONRPCError) else "n"
             data = message.model_dump_json(by_alias=True, exclude_unset=True)
+        number = scope.sequence.get(key, 0) + 1
+        if kind == "r":
+            scope.sequence.pop(key, None)
+        else:
+            scope.sequence[key] = number
+        if not self._available():
+            return ""
         meta: dict[str, str] = {"p": scope.principal}
         if scope.session is not None:
             meta["s"] = scope.session
@@ -230,25 +235,17 @@ class RedisEventStore(EventStore):
         try:
             with anyio.fail_after(2 * TIMEOUT_S):  # the socket timeouts bound it already; this bounds the rest
                 async with self._redis.pipeline(transaction=True) as pipe:
-                    if self._to_delete:
-                        pipe.delete(*self._to_delete)
-                    pipe.xadd(key, {"s": stream_id, "k": kind, "m": data}, maxlen=self.max_events, approximate=True)
+                    fields = {"s": stream_id, "k": kind, "n": str(number), "m": data}
+                    pipe.xadd(key, fields, maxlen=self.max_events, approximate=True)
                     pipe.expire(key, ttl)
                     pipe.hset(ref.meta_key, mapping=meta)
                     pipe.expire(ref.meta_key, ttl)
                     results = await pipe.execute()
         except Exception as exc:  # any Redis or socket failure: serve on without resumability
             self._failed(exc)
-            self._break(scope, key)
             return ""
-        self._to_delete.clear()
         self._recovered()
-        entry = _decode(results[-4])  # XADD's answer (a DEL may come first)
-        return ref.event_id(entry)
-
-    def _break(self, scope: StreamScope, key: str) -> None:
-        scope.broken.add(key)
-        self._to_delete.add(key)
+        return ref.event_id(_decode(results[0]))
 
     async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
         """The SDK's replay (session on this replica): the caller's own stream only, else None."""
@@ -256,18 +253,17 @@ class RedisEventStore(EventStore):
         ref = parse_event_id(last_event_id)
         if scope is None or ref is None or ref.ns != scope.ns or not self._available():
             return None
-        stream_id: str | None = None
         try:
-            async for entry, fields in self._entries_after(ref):
-                stream_id = fields["s"]
+            at = await self._entry_at(ref)
+            if at is None:
+                return None
+            async for entry, fields in self._contiguous_after(ref, at):
                 if fields["k"] != "p":
                     await send_callback(EventMessage(_message(fields["m"]), ref.event_id(entry)))
-            if stream_id is None:
-                stream_id = await self._stream_id_at(ref)
         except Exception as exc:
             self._failed(exc)
             return None
-        return stream_id
+        return at["s"]
 
     # -- the front app's cross-replica path -----------------------------------------------------
 
@@ -280,13 +276,19 @@ class RedisEventStore(EventStore):
                 meta = _fields(await self._redis.hgetall(ref.meta_key))
                 if not meta or meta.get("p") != principal or session is None or meta.get("s") != session:
                     return Resolution.UNKNOWN
-                if await self._stream_id_at(ref) is None:
+                at = await self._entry_at(ref)
+                if at is None:
                     # Gone only if it is older than what the stream still holds; an id after it, or in
                     # a stream that no longer exists (expired), never was (or is no longer) resumable.
                     first = await self._redis.xrange(ref.stream_key, min="-", max="+", count=1)
                     if first and _entry_order(ref.entry) < _entry_order(_decode(first[0][0])):
                         return Resolution.EVICTED
                     return Resolution.UNKNOWN
+            expected = int(at["n"]) + 1
+            async for _entry, fields in self._entries_after(ref):  # the tail is bounded by the retention
+                if int(fields["n"]) != expected:
+                    return Resolution.LOST
+                expected += 1
         except Exception as exc:
             self._failed(exc)
             return Resolution.UNAVAILABLE
@@ -298,8 +300,14 @@ class RedisEventStore(EventStore):
         deadline (monotonic), the stream's expiry, or a Redis failure."""
         last = ref.entry
         try:
+            at = await self._entry_at(ref)
+            if at is None or at["k"] == "r":  # gone, or the stream's response: nothing follows it
+                return
+            expected = int(at["n"]) + 1
             async for entry, fields in self._entries_after(ref):
-                last = entry
+                if int(fields["n"]) != expected:
+                    return  # an event was lost (its replica could not store it): a resume now says so
+                last, expected = entry, expected + 1
                 if fields["k"] == "p":
                     continue
                 yield {"id": ref.event_id(entry), "event": "message", "data": fields["m"]}
@@ -310,10 +318,13 @@ class RedisEventStore(EventStore):
                 answer = await self._follow.xread({ref.stream_key: last}, count=PAGE, block=block)
                 if not answer:
                     if not await self._redis.exists(ref.stream_key):
-                        return  # expired (TTL) or deleted after an outage: nothing more will come
+                        return  # expired (TTL): nothing more will come
                     continue
                 for entry_raw, raw in answer[0][1]:
                     last, fields = _decode(entry_raw), _fields(raw)
+                    if int(fields["n"]) != expected:
+                        return
+                    expected += 1
                     if fields["k"] == "p":
                         continue
                     yield {"id": ref.event_id(last), "event": "message", "data": fields["m"]}
@@ -336,11 +347,20 @@ class RedisEventStore(EventStore):
             if len(page) < PAGE:
                 return
 
-    async def _stream_id_at(self, ref: EventRef) -> str | None:
-        """The SDK stream id of the entry `ref` names, None when that entry is gone."""
+    async def _contiguous_after(self, ref: EventRef, at: dict[str, str]) -> AsyncIterator[tuple[str, dict[str, str]]]:
+        """The entries after `ref` up to the first gap in their numbers (a lost event)."""
+        expected = int(at["n"]) + 1
+        async for entry, fields in self._entries_after(ref):
+            if int(fields["n"]) != expected:
+                return
+            expected += 1
+            yield entry, fields
+
+    async def _entry_at(self, ref: EventRef) -> dict[str, str] | None:
+        """The fields of the entry `ref` names, None when that entry is gone."""
         with anyio.fail_after(2 * TIMEOUT_S):
             page = await self._redis.xrange(ref.stream_key, min=ref.entry, max=ref.entry, count=1)
-        return _fields(page[0][1])["s"] if page else None
+        return _fields(page[0][1]) if page else None
 
 
 def _entry_order(entry: str) -> tuple[int, int]:

@@ -13,7 +13,8 @@ sits between our front app (after authentication) and the SDK's session manager:
 * A GET with `Last-Event-ID`: the id names a stream in Redis; its session hash must be the request's
   `Mcp-Session-Id` and its principal hash the caller's, else 404 like the SDK's (a stranger learns
   nothing, not even that the stream exists). The caller's stream whose event was evicted (retention:
-  `--stream-max-events`, `--stream-ttl-s`) → 410 with what to do; Redis not answering → 503 with
+  `--stream-max-events`, `--stream-ttl-s`) or with an event after it that could not be stored (Redis
+  was down) → 410 with what to do; Redis not answering → 503 with
   Retry-After. Otherwise: a session of this replica goes to the SDK (its replay, then its live
   stream); another replica's session is answered here from Redis — the events after the given id in
   the SDK's SSE wire format (id / event: message / data), then new ones as the other replica stores
@@ -117,6 +118,13 @@ class StreamFront:
                 "Gone: the events after this Last-Event-ID are no longer kept (each stream keeps about its "
                 f"last {self.store.max_events} events, for {self.store.ttl_s:g}s after its last one); "
                 "send the request again"
+            )
+            await _error(410, message)(scope, receive, send)
+            return
+        if outcome is Resolution.LOST:
+            message = (
+                "Gone: an event of this stream after this Last-Event-ID could not be stored while Redis was "
+                "unreachable, so the stream cannot be replayed whole; send the request again"
             )
             await _error(410, message)(scope, receive, send)
             return

@@ -15,7 +15,9 @@ import anyio
 import httpx
 import pytest
 import redis
+from mcp_types import JSONRPCNotification, JSONRPCResponse
 
+from stripe_identity_mcp import event_store
 from tests.conftest import SANDBOX_KEY, make_settings
 from tests.export.helpers import jsonl_ids, live_ids
 from tests.http.conftest import INIT, MCP_HEADERS, http_client, http_server, make_tokens
@@ -145,8 +147,9 @@ async def test_dropped_stream_resumes_on_another_replica_with_exactly_the_missed
 
         # What replica A stored for that stream, read from Redis: the events after `last` are exactly
         # what B sent (the priming event carries no message and is not replayed).
-        ns_and_stream = last.rsplit(".", 1)[0].replace(".", ":")
-        stored = redis.Redis.from_url(redis_server.url, decode_responses=True).xrange(f"sim:ev:{ns_and_stream}")
+        ref = event_store.parse_event_id(last)
+        assert ref is not None
+        stored = redis.Redis.from_url(redis_server.url, decode_responses=True).xrange(ref.stream_key)
         expected = [
             (f"{last.rsplit('.', 1)[0]}.{entry}", fields["m"]) for entry, fields in stored
             if entry_of("x." + entry) > entry_of(last) and fields["k"] != "p"
@@ -165,7 +168,7 @@ async def test_dropped_stream_resumes_on_another_replica_with_exactly_the_missed
         dump = "\n".join(redis_dump(redis_server.url))
         for secret in (*tok.values(), SANDBOX_KEY, session_id):
             assert secret not in dump  # no bearer token, API key or session id in any key or value
-        assert "sim:ev:" in dump  # (the dump did read the stored events)
+        assert ref.stream_key in dump  # (the dump did read the stored events)
 
 
 async def test_resume_by_another_principal_or_for_an_unknown_stream_is_404(sandbox, redis_server, tmp_path, tokens):
@@ -204,6 +207,10 @@ async def test_resume_by_another_principal_or_for_an_unknown_stream_is_404(sandb
                     if event.get("data") and json.loads(event["data"]).get("id") == 3:
                         break
             assert [e["data"] for e in local] == [e["data"] for e in first[1:]]
+        # the 2026-07-28 requests (no session, no event ids) are served as before through the same front
+        async with http_client(a.url, tok["bot"], mode="auto") as client:
+            result = await client.call_tool("list_customers", {"limit": 2})
+            assert not result.is_error and result.structured_content
 
 
 async def test_events_beyond_the_retention_are_gone_and_resuming_from_them_says_so(
@@ -221,7 +228,9 @@ async def test_events_beyond_the_retention_are_gone_and_resuming_from_them_says_
                 async with http.stream("POST", a.url, json=export_call(4, "y.jsonl"), headers=headers(tok["bot"], session_id)) as r:
                     events = [e async for e in sse_events(r)]
                 assert len(events) >= 4  # priming, progress…, done, result
-                key = "sim:ev:" + events[0]["id"].rsplit(".", 1)[0].replace(".", ":")
+                ref = event_store.parse_event_id(events[0]["id"])
+                assert ref is not None
+                key = ref.stream_key
                 store = redis.Redis.from_url(redis_server.url, decode_responses=True)
                 assert store.xlen(key) == 2  # the cap: only the last two events are kept
                 assert 0 < store.ttl(key) <= 2  # and only for stream_ttl_s after the last one
@@ -270,3 +279,42 @@ async def test_with_redis_down_tool_calls_still_succeed_without_resumability(
     warnings = [r.getMessage() for r in caplog.records if r.name == "stripe_identity_mcp.event_store"]
     assert any("unreachable" in w and "without resumability" in w for w in warnings), warnings
     assert "hunter2-secret" not in caplog.text
+
+
+async def test_a_stream_that_lost_an_event_while_redis_was_down_is_refused_not_replayed_with_a_hole(
+    sandbox, redis_server, tmp_path, tokens, monkeypatch
+):
+    """Replica A's side is the store itself (what A's SDK calls, in A's session scope), so the failed
+    write falls exactly between two events (Redis refuses it: an ACL, data kept, unlike a restart);
+    replica B is a real server answering the resume over HTTP."""
+    tokens_file, tok = tokens
+    monkeypatch.setattr(event_store, "RETRY_AFTER_S", 0.0)  # try Redis again at once after the outage
+    settings = replica_settings(sandbox, tmp_path, tokens_file, redis_server.url)
+    writer = event_store.RedisEventStore(redis_server.url)
+    admin = redis.Redis.from_url(redis_server.url)
+    session_id = "a-session-of-replica-a"
+    scope = event_store.StreamScope(
+        principal=event_store.principal_hash("token:bot"), session=event_store.session_hash(session_id)
+    )
+    progress = JSONRPCNotification(jsonrpc="2.0", method="notifications/progress", params={"progressToken": "p", "progress": 1})
+    with http_server(settings) as b, anyio.fail_after(BOUND_S):
+        await writer.open()
+        token = event_store.CURRENT_SCOPE.set(scope)
+        try:
+            primed = await writer.store_event("9", None)
+            first = await writer.store_event("9", progress)
+            admin.acl_setuser("default", enabled=True, reset=False, commands=["-xadd"])  # Redis refuses A's next write
+            assert await writer.store_event("9", progress) == ""  # lost: no id for the client to resume from
+            admin.acl_setuser("default", enabled=True, reset=False, commands=["+xadd"])
+            done = await writer.store_event("9", JSONRPCResponse(jsonrpc="2.0", id=9, result={}))
+        finally:
+            event_store.CURRENT_SCOPE.reset(token)
+            await writer.aclose()
+        assert primed and first and done
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
+            for before_the_gap in (primed, first):
+                r = await http.get(b.url, headers={**headers(tok["bot"], session_id), "Last-Event-ID": before_the_gap})
+                assert r.status_code == 410 and "could not be stored" in r.json()["error"]["message"]
+            # after the gap the stream is whole again: from the response on there is nothing more to send
+            r = await http.get(b.url, headers={**headers(tok["bot"], session_id), "Last-Event-ID": done})
+            assert r.status_code == 200 and "data:" not in r.text
