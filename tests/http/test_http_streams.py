@@ -318,3 +318,31 @@ async def test_a_stream_that_lost_an_event_while_redis_was_down_is_refused_not_r
             # after the gap the stream is whole again: from the response on there is nothing more to send
             r = await http.get(b.url, headers={**headers(tok["bot"], session_id), "Last-Event-ID": done})
             assert r.status_code == 200 and "data:" not in r.text
+
+
+async def test_oauth_people_resume_only_their_own_streams(sandbox, redis_server, tmp_path):
+    """Two people with the same scopes share one capability server (and its session manager): only the
+    principal binding (client, issuer, subject) keeps one from resuming the other's stream."""
+    from tests.http.oauth_issuer import running_issuer
+
+    audience = "https://mcp.example.test/mcp"
+    with running_issuer() as issuer:
+        settings = make_settings(
+            sandbox, oauth_issuer=issuer.url, oauth_audience=audience, redis_url=redis_server.url,
+            audit_log=tmp_path / "a.jsonl",
+        )  # fmt: skip
+        alice, bob = issuer.mint(audience), issuer.mint(audience, sub="user-5678", email="bob@example.com")
+        call = {"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "list_customers", "arguments": {"limit": 2}}}
+        with http_server(settings) as a, http_server(settings) as b, anyio.fail_after(BOUND_S):
+            async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
+                session_id = await open_session(http, a.url, alice)
+                async with http.stream("POST", a.url, json=call, headers=headers(alice, session_id)) as r:
+                    events = [e async for e in sse_events(r)]
+                primed = events[0]["id"]
+                assert primed and json.loads(events[-1]["data"])["id"] == 11
+                for replica in (b, a):
+                    stranger = await http.get(replica.url, headers={**headers(bob, session_id), "Last-Event-ID": primed})
+                    assert stranger.status_code == 404 and "data:" not in stranger.text
+                async with http.stream("GET", b.url, headers={**headers(alice, session_id), "Last-Event-ID": primed}) as r:
+                    assert r.status_code == 200
+                    assert [e["data"] for e in [e async for e in sse_events(r)]] == [events[-1]["data"]]
