@@ -6,8 +6,8 @@ Design (see README "Several replicas" → "Streams")
   it sends on a request's SSE stream (`stream_id` is the JSON-RPC request id; the standalone GET
   stream has its own id) and for the priming event (`message=None`) that opens each stream. Each
   becomes one entry of a Redis stream: fields `s` (the SDK's stream id), `k` (`p` priming, `r` the
-  JSON-RPC response or error that ends the stream, `n` anything else) and `m` (the message as JSON,
-  exactly what the SSE `data:` line carries).
+  JSON-RPC response or error that ends the stream, `o` anything else), `n` (its number, see "No
+  silent gaps") and `m` (the message as JSON, exactly what the SSE `data:` line carries).
 * Which session. The SDK's stream ids are request ids, so they repeat across sessions ("2" in every
   session); the store does not get the session. `StreamScope` supplies it: the front app sets
   `CURRENT_SCOPE` for every /mcp request before the SDK sees it — a new scope for an initialize
@@ -101,7 +101,9 @@ class StreamScope:
     # Events numbered per stream (1, 2, …), lost ones included, so a reader sees a gap; a stream's
     # counter is dropped once its response is stored (only streams in progress are held).
     sequence: dict[str, int] = field(default_factory=dict)
-    __weakref__: Any = field(default=None, init=False, repr=False, compare=False)
+    # Numbering and appending are one step per session: the SDK stores a stream's priming event from
+    # the request's task and the rest from the session's, and the numbers must follow Redis's order.
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
 
 
 @dataclass(frozen=True)
@@ -215,12 +217,16 @@ class RedisEventStore(EventStore):
         if scope is None:
             return ""
         ref = EventRef(scope.ns, digest(stream_id)[:16], "")
-        key = ref.stream_key
         if message is None:
             kind, data = "p", ""
         else:
-            kind = "r" if isinstance(message, JSONRPCResponse | JSONRPCError) else "n"
+            kind = "r" if isinstance(message, JSONRPCResponse | JSONRPCError) else "o"
             data = message.model_dump_json(by_alias=True, exclude_unset=True)
+        async with scope.lock:
+            return await self._append(scope, ref, stream_id, kind, data)
+
+    async def _append(self, scope: StreamScope, ref: EventRef, stream_id: str, kind: str, data: str) -> EventId:
+        key = ref.stream_key
         number = scope.sequence.get(key, 0) + 1
         if kind == "r":
             scope.sequence.pop(key, None)
