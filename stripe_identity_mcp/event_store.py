@@ -301,9 +301,9 @@ class RedisEventStore(EventStore):
         self._recovered()
         return Resolution.OK
 
-    async def follow(self, ref: EventRef, deadline: float) -> AsyncIterator[dict[str, str]]:
+    async def follow(self, ref: EventRef, deadline: float) -> AsyncIterator[dict[str, str] | None]:
         """SSE events after `ref`: the stored ones, then new ones until the stream's response, the
-        deadline (monotonic), the stream's expiry, or a Redis failure."""
+        deadline (monotonic), the stream's expiry, or a Redis failure; `None` after each silent wait."""
         last = ref.entry
         try:
             at = await self._entry_at(ref)
@@ -325,6 +325,7 @@ class RedisEventStore(EventStore):
                 if not answer:
                     if not await self._redis.exists(ref.stream_key):
                         return  # expired (TTL): nothing more will come
+                    yield None
                     continue
                 for entry_raw, raw in answer[0][1]:
                     last, fields = _decode(entry_raw), _fields(raw)

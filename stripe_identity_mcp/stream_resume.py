@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import Any
+from collections.abc import AsyncIterator
 
 from mcp.server.streamable_http import (
     CONTENT_TYPE_SSE,
@@ -33,10 +33,9 @@ from mcp.server.streamable_http import (
     MCP_SESSION_ID_HEADER,
     check_accept_headers,
 )
-from sse_starlette import EventSourceResponse
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stripe_identity_mcp.event_store import (
@@ -48,6 +47,24 @@ from stripe_identity_mcp.event_store import (
     principal_hash,
     session_hash,
 )
+
+PING_EVERY_S = 15.0  # a comment line on a silent stream, so proxies do not cut it (the SDK's streams ping alike)
+
+
+async def sse_frames(events: AsyncIterator[dict[str, str] | None]) -> AsyncIterator[bytes]:
+    """The SDK's SSE wire format: `id:`, `event:`, `data:` lines, a blank line; `None` is a tick.
+
+    The values are our event ids and compact JSON (no line breaks), so each field is one line."""
+    last = time.monotonic()
+    async for event in events:
+        if event is None:
+            if time.monotonic() - last < PING_EVERY_S:
+                continue
+            frame = ": ping\r\n\r\n"
+        else:
+            frame = "".join(f"{name}: {event[name]}\r\n" for name in ("id", "event", "data")) + "\r\n"
+        last = time.monotonic()
+        yield frame.encode()
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -139,12 +156,9 @@ class StreamFront:
             await self._run(local, handler, scope, receive, send)
             return
         deadline = time.monotonic() + self.store.ttl_s
-        response: Any = EventSourceResponse(
-            self.store.follow(ref, deadline),
-            headers={
-                "Cache-Control": "no-cache, no-transform",
-                "Content-Type": CONTENT_TYPE_SSE,
-                MCP_SESSION_ID_HEADER: session_id,
-            },
+        response = StreamingResponse(  # ends when the client disconnects, too
+            sse_frames(self.store.follow(ref, deadline)),
+            media_type=CONTENT_TYPE_SSE,
+            headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no", MCP_SESSION_ID_HEADER: session_id},
         )
         await response(scope, receive, send)
