@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..routing import Route
-from . import patch
 from .filters import parse_filter
+from .patch import operations
 from .projection import project, project_params, split_attr_list
 from .protocol import (
     MAX_RESULTS,
@@ -140,7 +140,7 @@ def resource_routes(resource: Resource) -> list[ScimRoute]:
 
     async def patch_(request: Request, p: dict[str, str]) -> Response:
         current = store.find(p["id"])
-        ops = patch.operations(await json_object(request, "PatchOp"))
+        ops = operations(await json_object(request, "PatchOp"))
         check_if_match(request, current)
         work = {k: copy.deepcopy(v) for k, v in stored_fields(current).items()}
         for op in ops:

@@ -11,10 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from ..routing import RouteTable, collect
-from . import seed as seeding
 from .groups import Groups
 from .protocol import ScimError, error_response
 from .routes import DISCOVERY_ROUTES, Handler, resource_routes, search_every_type_route
+from .seed import seed as seed_resources
 from .store import ResourceStore
 from .users import Users
 
@@ -40,7 +40,7 @@ class ScimSandbox:
         self.users: dict[str, dict[str, Any]] = user_store.items
         self.groups: dict[str, dict[str, Any]] = group_store.items
         if not empty:
-            seeding.seed(self.users_api, self.groups_api, seed, shared_emails)
+            seed_resources(self.users_api, self.groups_api, seed, shared_emails)
         kinds = [self.users_api, self.groups_api]  # Users before Groups, as /.search lists them
         self.routes: RouteTable[Handler] = RouteTable(
             collect(*(resource_routes(k) for k in kinds), search_every_type_route(kinds), DISCOVERY_ROUTES)
