@@ -4,20 +4,7 @@ For ``/v1``: injected faults, the API key, rate limits, ``Stripe-Version``, form
 idempotency, routing to the handler (the route table ``app.py`` collects), the request log, and
 webhook delivery after the answer.
 
-Deviations from Stripe worth knowing (all deliberate, for determinism and testability):
-
-* Idempotency results are saved for 2xx and 404 responses only (Stripe saves nothing when
-  parameter validation fails or on 5xx; we also skip 409/429/400s), so retrying after a fault
-  or a validation error re-executes.
-* ``/_sandbox/*`` is a test-control API with no auth and no Stripe semantics.
-* Search sees a per-customer snapshot until ``search_lag_s`` has passed (see ``search.py``).
-* Fault rules (``/_sandbox/faults``) also reach ``/scim/v2`` when their ``path`` names a SCIM path
-  (500/429 in SCIM's error shape, reset, drop_after_commit, slow); random faults stay ``/v1``-only.
-* ``Stripe-Version`` is checked for shape only (a real date since 2011, not in the future, optional
-  release name and beta flags), not against Stripe's release list; it is checked after the API key.
-* Answers carry ``Stripe-Ratelimit-Limit``/``-Remaining`` (the sandbox's own bucket, for tests),
-  which Stripe does not send; what Stripe's libraries act on (``Stripe-Should-Retry: true`` on a
-  ``lock_timeout`` only, no ``Retry-After``) is as Stripe sends it.
+What it does unlike Stripe, on purpose, is listed in ``app.py``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import secrets
 import string
 from typing import Any
 
-from ..forms import StripeError, missing
+from ..forms import StripeError
 from ..store import rand_id
 from .context import Ctx, StripeRoute, list_body, now_ts
 
@@ -17,10 +17,7 @@ ALNUM = string.ascii_letters + string.digits
 def portal_session_create(ctx: Ctx, _: dict[str, str]) -> tuple[int, dict[str, Any]]:
     ctx.need("rak_billing_portal_session_write")
     ctx.allow({"configuration", "customer", "expand", "flow_data", "locale", "on_behalf_of", "return_url"})
-    if not ctx.params.get("customer"):
-        raise missing("customer")
-    cid = ctx.str_param("customer", ctx.params["customer"])
-    ctx.live_customer(cid)
+    cid = ctx.customer_param()
     if not ctx.sb.config.portal_configured.get(ctx.mode, False):
         if ctx.mode == "test":
             msg = ("You can’t create a portal session in test mode until you save your customer portal settings in test mode "

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..forms import StripeError, unknown
+from ..forms import StripeError, missing, unknown
 from ..routing import Route
 from ..state import ACCOUNT_ID, Sandbox
 from ..store import ModeStore
@@ -70,6 +70,14 @@ class Ctx:
         if rec is None or rec.get("deleted"):
             raise self.no_such("customer", cid, param, exists_other=rec is None and cid in self.other.customers)
         return rec
+
+    def customer_param(self) -> str:
+        """A required ``customer`` parameter naming a live (not deleted) customer."""
+        if not self.params.get("customer"):
+            raise missing("customer")
+        cid = self.str_param("customer", self.params["customer"])
+        self.live_customer(cid)
+        return cid
 
     def limit(self, default: int = 10) -> int:
         raw = self.params.get("limit")

@@ -12,10 +12,7 @@ from .context import Ctx, StripeRoute, cursor, list_body, now_ts, validate_metad
 def subs_create(ctx: Ctx, _: dict[str, str]) -> tuple[int, dict[str, Any]]:
     ctx.need("rak_subscription_write")
     ctx.allow({"customer", "items", "expand", "metadata", "default_payment_method", "collection_method", "description"})
-    if not ctx.params.get("customer"):
-        raise missing("customer")
-    cid = ctx.str_param("customer", ctx.params["customer"])
-    ctx.live_customer(cid)
+    cid = ctx.customer_param()
     items = ctx.params.get("items")
     if not items or not isinstance(items, list) or not isinstance(items[0], dict) or not items[0].get("price"):
         raise missing("items")
