@@ -15,6 +15,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from stripe_identity_mcp.audit import AuditLog, caller_name, redact_value
 from stripe_identity_mcp.cards import CARD_BRANDS, find_card_numbers, luhn_ok, mask_card, refuse_card_numbers
+from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from tests.conftest import make_settings, mcp_client, running_sandbox
 
@@ -145,12 +146,12 @@ def test_caller_name_accepts_a_string_a_contextvar_or_a_callable():
     from types import SimpleNamespace
 
     var: ContextVar[str] = ContextVar("caller")
-    assert caller_name(SimpleNamespace(extras={})) == "local"
-    assert caller_name(SimpleNamespace(extras={"caller": "bot"})) == "bot"
-    assert caller_name(SimpleNamespace(extras={"caller": var})) == "local"
+    assert caller_name(AppDeps(settings=None, stripe=None)) == "local"  # type: ignore[arg-type]  # no caller given
+    assert caller_name(SimpleNamespace(caller="bot")) == "bot"
+    assert caller_name(SimpleNamespace(caller=var)) == "local"
     var.set("ops-bot")
-    assert caller_name(SimpleNamespace(extras={"caller": var})) == "ops-bot"
-    assert caller_name(SimpleNamespace(extras={"caller": lambda: "fn"})) == "fn"
+    assert caller_name(SimpleNamespace(caller=var)) == "ops-bot"
+    assert caller_name(SimpleNamespace(caller=lambda: "fn")) == "fn"
 
 
 # --- through the MCP client: every free-text argument of every write tool ------------------------

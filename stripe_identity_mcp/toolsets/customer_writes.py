@@ -24,6 +24,7 @@ from stripe_identity_mcp.clients.errors import (
 )
 from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.confirmation import ConfirmArg, Confirmation, confirm_resolver, require_confirmed
+from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.models.outputs import summarize
 from stripe_identity_mcp.models.stripe import NOT_ENDED_STATUSES, Customer
 from stripe_identity_mcp.models.writes import CustomerDeleted, CustomerWrite
@@ -132,14 +133,13 @@ async def _clear_preview(ctx: Context, customer_id: str) -> str:
 
 # --- create: one customer per email, and the truth about replays ------------------------------------
 CREATE_WINDOW_S = 600  # derived idempotency keys are shared for this long (see README: duplicates)
-_LOCK_STRIPES = 64
 
 
-def email_lock(app: Any, email: str) -> anyio.Lock:
+def email_lock(app: AppDeps, email: str) -> anyio.Lock:
     """This process's lock for a normalised email (striped: bounded memory, rare false sharing)."""
-    locks = app.extras.setdefault("create_locks", [anyio.Lock() for _ in range(_LOCK_STRIPES)])
+    locks = app.create_locks
     digest = hashlib.sha256(normalise_email(email).encode()).digest()
-    return locks[int.from_bytes(digest[:4], "big") % _LOCK_STRIPES]  # type: ignore[no-any-return]
+    return locks[int.from_bytes(digest[:4], "big") % len(locks)]
 
 
 def normalise_email(email: str) -> str:
