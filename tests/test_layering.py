@@ -1,4 +1,4 @@
-"""Layering: settings → clients → domain → models → toolsets → server → transports/CLI, no cycles.
+"""Layering, lowest first: settings, models → clients → toolsets → server → transports/CLI; no cycles.
 
 Read from the source by tools/import_cycles.py: every import counts, function-local and
 TYPE_CHECKING ones included (a local import that closes a cycle is a cycle waiting for its call).

@@ -4,8 +4,8 @@
 
 Every import counts: module level, function-local and `if TYPE_CHECKING:` alike (a function-local
 import that closes a cycle is still a cycle, only hidden until the function runs). tests/test_layering.py
-uses `import_graph()` and `cycles()` to hold the layering: settings → clients → domain → models →
-toolsets → server → transports/CLI.
+uses `import_graph()` and `cycles()` to hold the layering (toolsets below the server, the server
+below the transports and the CLI, the sandbox on its own).
 """
 
 from __future__ import annotations

@@ -5,11 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from mcp import Client
 from mcp.types import ToolAnnotations
 
 from stripe_identity_mcp.server import build_server
 from stripe_identity_mcp.toolsets import REGISTRY, all_read_tools, all_tools, all_write_tools
-from stripe_identity_mcp.toolsets.base import MisannotatedTool, Toolset, tool
+from stripe_identity_mcp.toolsets.base import MisannotatedTool, PromptDef, Toolset, tool
 from stripe_identity_mcp.toolsets.common import DESTRUCTIVE, READ, WRITE
 from tests.conftest import make_settings, mcp_client
 
@@ -101,3 +102,23 @@ def test_a_misannotated_tool_stops_build_server_naming_it(bad, words):
     for word in words:
         assert word in str(caught.value)
 
+
+
+def triage_billing(customer_id: str) -> str:
+    """Walk through a billing question for one customer."""
+    return f"Look up {customer_id} with list_customer_subscriptions."
+
+
+TRIAGE = Toolset(name="billing", description="x", prompts=(PromptDef(fn=triage_billing, title="Billing triage"),))
+
+
+@pytest.mark.parametrize(("toolsets", "listed"), [(None, True), (("connect",), False)], ids=["billing-on", "billing-off"])
+async def test_a_toolsets_prompt_is_served_with_its_toolset(sandbox, toolsets, listed):
+    server = build_server(make_settings(sandbox, toolsets=toolsets), toolsets=REGISTRY + (TRIAGE,))
+    async with Client(server, mode="legacy") as client:  # type: ignore[arg-type]
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+        assert ("triage_billing" in prompts) is listed
+        if listed:
+            assert prompts["triage_billing"].title == "Billing triage"
+            got = await client.get_prompt("triage_billing", {"customer_id": "cus_1"})
+            assert "cus_1" in got.messages[0].content.text
