@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import anyio
+
+from stripe_identity_mcp.audit_log import AuditLog
 from stripe_identity_mcp.clients.http import LazyHttpClient, RetryPolicy, TokenBucket
 from stripe_identity_mcp.clients.pacing import Pacer
 from stripe_identity_mcp.clients.stripe import StripeClient
@@ -16,12 +20,28 @@ if TYPE_CHECKING:
     from stripe_identity_mcp.clients.scim import ScimClient
 
 
+# Who a write is on behalf of, for the audit line: a constant (stdio "local", a bot token's
+# "token:<name>") or read per call (OAuth: the person behind the current request).
+Caller = str | Callable[[], str] | ContextVar[str]
+
+# create_customer serialises creates per normalised email in this process; striped so memory is
+# bounded (two emails sharing a stripe only wait for each other, rarely).
+CREATE_LOCK_STRIPES = 64
+
+
+def make_create_locks() -> tuple[anyio.Lock, ...]:
+    return tuple(anyio.Lock() for _ in range(CREATE_LOCK_STRIPES))
+
+
 @dataclass
 class AppDeps:
     settings: Settings
     stripe: StripeClient
     scim: ScimClient | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    caller: Caller = "local"
+    # None: created on the first write (audit.audit_log_for), so a read-only server never opens the file.
+    audit_log: AuditLog | None = None
+    create_locks: tuple[anyio.Lock, ...] = field(default_factory=make_create_locks)
 
     @property
     def mode_label(self) -> str:

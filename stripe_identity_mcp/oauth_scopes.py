@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mcp.server.mcpserver import MCPServer
-
 from stripe_identity_mcp.settings import ALL_TOOLSETS, Settings
-from stripe_identity_mcp.toolsets import REGISTRY
+from stripe_identity_mcp.toolsets import served_tools
 
 LIVE_WRITE = "live:write"
 
@@ -83,18 +81,15 @@ def capability_settings(settings: Settings, caps: Capabilities) -> Settings:
 
 
 async def tool_catalogue(settings: Settings) -> dict[str, ToolInfo]:
-    """Every tool the process serves, with its toolset and whether it writes (registered once per toolset)."""
-    catalogue: dict[str, ToolInfo] = {}
-    enabled = settings.enabled_toolsets()
-    for module in REGISTRY:
-        if module.TOOLSET not in enabled:
-            continue
-        scratch: MCPServer = MCPServer("catalogue")
-        module.register(scratch, settings)
-        for tool in await scratch.list_tools():
-            hint = tool.annotations.read_only_hint if tool.annotations is not None else None
-            catalogue[tool.name] = ToolInfo(toolset=module.TOOLSET, write=hint is not True)
-    return catalogue
+    """Every tool the process serves, with its toolset and whether it writes (from the registry).
+
+    The always-on toolset (describe_access) is left out: no scope is needed for it, so it is never
+    withheld."""
+    return {
+        td.name: ToolInfo(toolset=ts.name, write=not td.read_only)
+        for ts, td in served_tools(settings)
+        if not ts.always_on
+    }
 
 
 def allowed(info: ToolInfo, caps: Capabilities) -> bool:

@@ -1,8 +1,7 @@
-"""build_server(): decides which toolsets exist for these settings and registers them."""
+"""build_server(): decides once which toolsets and tools these settings serve, and registers them."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -21,7 +20,8 @@ from stripe_identity_mcp.deps import AppDeps, open_deps
 from stripe_identity_mcp.prompts import register_prompts
 from stripe_identity_mcp.schema_slim import compact_text, slim_tool, without_rejected_values
 from stripe_identity_mcp.settings import Settings
-from stripe_identity_mcp.toolsets import REGISTRY
+from stripe_identity_mcp.toolsets import REGISTRY, selected, served_resources, served_tools
+from stripe_identity_mcp.toolsets.base import Toolset, check_annotations
 
 INSTRUCTIONS = (
     "Stripe has three separate kinds of user; never conflate them: Customers (cus_…, billing), "
@@ -107,15 +107,19 @@ def build_server(
     open_app_deps: Callable[[Settings], AbstractAsyncContextManager[AppDeps]] | None = None,
     without_tools: Iterable[str] = (),
     request_state_security: RequestStateSecurity | None = None,
+    toolsets: tuple[Toolset, ...] = REGISTRY,
 ) -> MCPServer[AppDeps]:
     """Build the MCP server for `settings`. Write tools are only registered when writes are enabled.
 
     `open_app_deps` replaces `open_deps` in the lifespan (the HTTP transport shares one Stripe client
-    between the servers it builds per bearer token). `without_tools` are removed after registration
-    (OAuth scopes are finer than the settings: writes per toolset). `request_state_security`
-    seals the confirmation round trip's state (default: a key of this process only).
+    between the servers it builds per bearer token). `without_tools` are not registered (OAuth scopes
+    are finer than the settings: writes per toolset). `request_state_security` seals the
+    confirmation round trip's state (default: a key of this process only). `toolsets` is the
+    registry (toolsets/__init__.py); a read tool not annotated read-only, or a write tool that is,
+    raises MisannotatedTool naming it.
     """
     settings.secret_key()  # fail early, with the how-to-configure message, when there is no key
+    check_annotations(toolsets)
     opener = open_app_deps or open_deps
 
     @asynccontextmanager
@@ -132,12 +136,14 @@ def build_server(
         request_state_security=request_state_security,
         cache_hints=CACHE_HINTS,
     )
-    enabled = settings.enabled_toolsets()
-    for toolset in REGISTRY:
-        if toolset.TOOLSET == "access" or toolset.TOOLSET in enabled:
-            toolset.register(server, settings)
-    for name in without_tools:
-        with contextlib.suppress(ToolError):  # not registered for these settings: nothing to remove
-            server.remove_tool(name)
-    register_prompts(server)
+    skip = frozenset(without_tools)
+    for _, td in served_tools(settings, toolsets):  # reads, and writes only when writes are enabled
+        if td.name not in skip:
+            server.add_tool(td.fn, title=td.title, annotations=td.annotations, structured_output=td.structured_output)
+    for res in served_resources(settings, toolsets):
+        server.resource(res.uri, name=res.name, description=res.description, mime_type=res.mime_type)(res.fn)
+    for ts in selected(settings, toolsets):
+        for prompt in ts.prompts:
+            server.prompt(name=prompt.name, title=prompt.title, description=prompt.description)(prompt.fn)
+    register_prompts(server)  # the prompts/ directory's prompts (prompts.py): the server's, not a toolset's
     return server

@@ -15,7 +15,7 @@ Design (decided here; see also SPEC §5, §11)
   the process settings); every per-token server's lifespan yields an `AppDeps` with its scoped
   settings that reuses the same StripeClient (so ONE token bucket paces all bots: Stripe's rate
   limit is per key), the same SCIM client and one shared AuditLog, with
-  `extras["caller"] = "token:<name>"` so audit lines name the token.
+  `caller="token:<name>"` so audit lines name the token.
 * The front ASGI app (`FrontApp`): `GET /healthz` → 200 `{"status":"ok"}` (no auth, no secrets);
   `/mcp` → Host/Origin check (421 bad Host, 403 bad Origin; done before auth so a browser attack
   learns nothing), then the bearer check (sha256 + `hmac.compare_digest` against every entry), a
@@ -255,8 +255,14 @@ class FrontApp:
             shared = self.shared.deps
             if shared is None:  # pragma: no cover - the front lifespan always opens them first
                 raise RuntimeError("shared clients are not open")
-            extras: dict[str, Any] = {"caller": caller, "audit_log": self.shared.audit}
-            yield AppDeps(settings=settings, stripe=shared.stripe, scim=shared.scim, extras=extras)
+            yield AppDeps(
+                settings=settings,
+                stripe=shared.stripe,
+                scim=shared.scim,
+                caller=caller,
+                audit_log=self.shared.audit,
+                create_locks=shared.create_locks,  # one lock per email across tokens, like the one Stripe client
+            )
 
         return open_scoped
 

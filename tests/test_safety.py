@@ -15,7 +15,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from stripe_identity_mcp.audit import AuditLog, caller_name, redact_value
 from stripe_identity_mcp.cards import CARD_BRANDS, find_card_numbers, luhn_ok, mask_card, refuse_card_numbers
+from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.sandbox import FIXED_IDS
+from stripe_identity_mcp.toolsets import all_write_tools
 from tests.conftest import make_settings, mcp_client, running_sandbox
 
 
@@ -145,12 +147,12 @@ def test_caller_name_accepts_a_string_a_contextvar_or_a_callable():
     from types import SimpleNamespace
 
     var: ContextVar[str] = ContextVar("caller")
-    assert caller_name(SimpleNamespace(extras={})) == "local"
-    assert caller_name(SimpleNamespace(extras={"caller": "bot"})) == "bot"
-    assert caller_name(SimpleNamespace(extras={"caller": var})) == "local"
+    assert caller_name(AppDeps(settings=None, stripe=None)) == "local"  # type: ignore[arg-type]  # no caller given
+    assert caller_name(SimpleNamespace(caller="bot")) == "bot"
+    assert caller_name(SimpleNamespace(caller=var)) == "local"
     var.set("ops-bot")
-    assert caller_name(SimpleNamespace(extras={"caller": var})) == "ops-bot"
-    assert caller_name(SimpleNamespace(extras={"caller": lambda: "fn"})) == "fn"
+    assert caller_name(SimpleNamespace(caller=var)) == "ops-bot"
+    assert caller_name(SimpleNamespace(caller=lambda: "fn")) == "fn"
 
 
 # --- through the MCP client: every free-text argument of every write tool ------------------------
@@ -161,7 +163,14 @@ FREE_TEXT = [
     ("update_customer", {"customer_id": FIXED_IDS["jane"]}, ["metadata_set.note", "metadata_unset.0", "address.city"]),
     ("create_portal_session", {"customer_id": FIXED_IDS["jane"]}, ["return_url"]),
     ("attach_payment_method", {"customer_id": FIXED_IDS["jane"]}, ["payment_method"]),
+    ("detach_payment_method", {}, ["payment_method"]),
+    ("provision_team_member", {"email": "x@example.com"}, ["given_name", "family_name", "display_name", "role"]),
+    ("deactivate_team_member", {}, ["member_id"]),
+    ("delete_team_member", {}, ["member_id"]),
+    ("add_team_member_to_group", {}, ["group_id", "group_name", "member_id"]),
+    ("remove_team_member_from_group", {}, ["group_id", "group_name", "member_id"]),
 ]
+WRITE_TOOLS = {td.name for td in all_write_tools()}
 TARGETS = [(tool, base, field) for tool, base, fields in FREE_TEXT for field in fields]
 
 
@@ -197,8 +206,10 @@ def test_card_numbers_refused_in_every_free_text_argument(shared_sandbox, tmp_pa
     digits, text = case
     tool, base, field = target
     audit = tmp_path_factory.mktemp("audit") / "audit.jsonl"
-    settings_ = make_settings(shared_sandbox, allow_writes=True, scim_token=None, audit_log=audit)
+    settings_ = make_settings(shared_sandbox, allow_writes=True, audit_log=audit)  # SCIM on: team writes too
     requests_before = shared_sandbox.sandbox.requests
+    scim = shared_sandbox.sandbox.scim
+    team_before = json.dumps([scim.users, scim.groups], sort_keys=True, default=str)
 
     async def run() -> Any:
         async with mcp_client(settings_) as client:
@@ -211,20 +222,22 @@ def test_card_numbers_refused_in_every_free_text_argument(shared_sandbox, tmp_pa
     assert f"argument '{field.split('.')[0]}'" in message
     assert digits not in message.replace(" ", "").replace("-", "")
     assert shared_sandbox.sandbox.requests == requests_before  # not a single request reached Stripe
+    assert json.dumps([scim.users, scim.groups], sort_keys=True, default=str) == team_before  # nor changed SCIM
     raw = audit.read_text()
     assert digits not in raw.replace(" ", "").replace("-", "") and '"refused"' in raw
 
 
 def test_every_write_tool_free_text_argument_is_covered():
-    """If someone adds a string argument to a write tool, this list must grow with it."""
+    """If someone adds a write tool (any toolset of the registry) or a string argument to one, this
+    list must grow with it."""
 
     async def run() -> dict[str, set[str]]:
         with running_sandbox() as sb:
-            async with mcp_client(make_settings(sb, allow_writes=True, scim_token=None)) as client:
+            async with mcp_client(make_settings(sb, allow_writes=True)) as client:
                 tools = (await client.list_tools()).tools
         out: dict[str, set[str]] = {}
         for t in tools:
-            if t.annotations.read_only_hint or t.name not in {x[0] for x in FREE_TEXT}:
+            if t.name not in WRITE_TOOLS:
                 continue
             props = t.input_schema["properties"]
             out[t.name] = {
@@ -235,6 +248,8 @@ def test_every_write_tool_free_text_argument_is_covered():
     covered: dict[str, set[str]] = {}
     for tool, _, fields in FREE_TEXT:
         covered.setdefault(tool, set()).update(f.split(".")[0] for f in fields)
-    for tool, names in anyio.run(run).items():
-        missing = names - covered[tool] - {"confirm", "configuration"}
+    listed = anyio.run(run)
+    assert set(listed) == WRITE_TOOLS  # every write tool of the registry was listed and checked
+    for tool, names in listed.items():
+        missing = names - covered.get(tool, set()) - {"confirm", "configuration"}
         assert not missing, f"{tool}: card-number coverage missing for {missing}"

@@ -40,6 +40,7 @@ Email = Annotated[
     ),
 ]
 
+
 def deps(ctx: Context) -> AppDeps:
     return cast(AppDeps, ctx.request_context.lifespan_context)
 

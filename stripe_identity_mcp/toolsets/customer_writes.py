@@ -1,4 +1,4 @@
-"""Customer write tools (registered from customers.register only when writes are enabled)."""
+"""Customer write tools (the customers toolset's `write=`; served only when writes are enabled)."""
 
 import hashlib
 import time
@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server.elicitation import ElicitationResult
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
@@ -24,10 +24,11 @@ from stripe_identity_mcp.clients.errors import (
 )
 from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.confirmation import ConfirmArg, Confirmation, confirm_resolver, require_confirmed
+from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.models.outputs import summarize
 from stripe_identity_mcp.models.stripe import NOT_ENDED_STATUSES, Customer
 from stripe_identity_mcp.models.writes import CustomerDeleted, CustomerWrite
-from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.toolsets.base import Toolset, tool
 from stripe_identity_mcp.toolsets.common import (
     DESTRUCTIVE,
     WRITE,
@@ -132,14 +133,13 @@ async def _clear_preview(ctx: Context, customer_id: str) -> str:
 
 # --- create: one customer per email, and the truth about replays ------------------------------------
 CREATE_WINDOW_S = 600  # derived idempotency keys are shared for this long (see README: duplicates)
-_LOCK_STRIPES = 64
 
 
-def email_lock(app: Any, email: str) -> anyio.Lock:
+def email_lock(app: AppDeps, email: str) -> anyio.Lock:
     """This process's lock for a normalised email (striped: bounded memory, rare false sharing)."""
-    locks = app.extras.setdefault("create_locks", [anyio.Lock() for _ in range(_LOCK_STRIPES)])
+    locks = app.create_locks
     digest = hashlib.sha256(normalise_email(email).encode()).digest()
-    return locks[int.from_bytes(digest[:4], "big") % _LOCK_STRIPES]  # type: ignore[no-any-return]
+    return locks[int.from_bytes(digest[:4], "big") % len(locks)]
 
 
 def normalise_email(email: str) -> str:
@@ -275,202 +275,199 @@ CLEAR_GATE = confirm_resolver(
 )
 
 
-TOOLSET = "customers"  # the customers toolset's write tools (its reads are in customers.py)
 
 
-def register(server: MCPServer, settings: Settings) -> None:
-    if settings.writes_enabled:
-        register_writes(server, settings)
 
 
-def register_writes(server: MCPServer, settings: Settings) -> None:
-    @server.tool(annotations=WRITE)
-    async def create_customer(
-        email: Email,
-        ctx: Context,
-        name: Text = None,
-        phone: Text = None,
-        description: Text = None,
-        address: Address = None,
-        metadata: Metadata = None,
-        allow_duplicate_email: Annotated[bool, Field(description="create even if it exists")] = False,
-        idempotency_key: Text = None,
-    ) -> CustomerWrite:
-        """Create a Stripe customer (billing record); refused if the email exists in any case."""
-        app = deps(ctx)
-        args = {"email": email, "name": name, "phone": phone, "description": description, "address": address,
-                "metadata": metadata, "allow_duplicate_email": allow_duplicate_email or None,
-                "idempotency_key": idempotency_key}  # fmt: skip
-        async with audit(ctx, "create_customer", email, args) as entry:
-            refuse_card_numbers(email=email, name=name, phone=phone, description=description, address=address,
-                                metadata=metadata, idempotency_key=idempotency_key)  # fmt: skip
-            check_idempotency_key(idempotency_key)
-            check_metadata(metadata)
-            check_address(address)
-            async with email_lock(app, email):  # pre-flight and create are one step per email in this process
-                existing = await existing_customers(app, email)
-                if existing and not allow_duplicate_email:
-                    raise ToolError(
-                        f"a customer with this email already exists in {app.mode_label} mode: {', '.join(existing)}. "
-                        "Use that customer, or pass allow_duplicate_email=true to create another. Nothing was created."
-                    )
-                params = drop_none({"email": email, "name": name, "phone": phone, "description": description,
-                                    "address": address or None, "metadata": metadata or None})  # fmt: skip
-                created = await create_once(app, params, email, idempotency_key, allow_duplicate_email, existing)
-            entry.target = created.customer.id
-            entry.outcome = created.audit
-        warnings = []
-        if existing:
-            warnings.append(f"{len(existing)} other customer(s) have this email: {', '.join(x.split()[0] for x in existing[:10])}")
-        return CustomerWrite(
-            mode=app.mode_label,
-            customer=summarize(created.customer, "full"),
-            replayed=created.replayed or None,
-            note=created.note,
-            warnings=warnings,
-        )
-
-    @server.tool(annotations=WRITE_IDEMPOTENT)
-    async def update_customer(
-        gate: Annotated[ElicitationResult[Confirmation], Resolve(CLEAR_GATE)],
-        customer_id: CustomerId,
-        ctx: Context,
-        name: Text = None,
-        email: Text = None,
-        phone: Text = None,
-        description: Text = None,
-        address: Address = None,
-        metadata_set: Metadata = None,
-        metadata_unset: list[str] | None = None,
-        clear_all_metadata: Annotated[bool, Field(description="needs confirm")] = False,
-        confirm: Annotated[str | None, Field(description="= customer_id")] = None,
-    ) -> CustomerWrite:
-        """Update a customer; metadata_set/metadata_unset change only those keys."""
-        app = deps(ctx)
-        args = {"name": name, "email": email, "phone": phone, "description": description, "address": address,
-                "metadata_set": metadata_set, "metadata_unset": metadata_unset,
-                "clear_all_metadata": clear_all_metadata or None, "confirm": confirm}  # fmt: skip
-        async with audit(ctx, "update_customer", customer_id, args) as entry:
-            refuse_card_numbers(name=name, email=email, phone=phone, description=description, address=address,
-                                metadata_set=metadata_set, metadata_unset=metadata_unset)  # fmt: skip
-            check_metadata(metadata_set, "metadata_set")
-            check_metadata_keys(metadata_unset or [], "metadata_unset")
-            check_address(address)
-            both = sorted(set(metadata_set or {}) & set(metadata_unset or []))
-            if both:
-                raise ToolError(f"keys both set and unset: {both}. Nothing was sent to Stripe.")
-            fields = drop_none({"name": name, "email": email, "phone": phone, "description": description,
-                               "address": address or None})  # fmt: skip
-            if not fields and not metadata_set and not metadata_unset and not clear_all_metadata:
-                raise ToolError("nothing to update: give at least one field, metadata_set, metadata_unset or clear_all_metadata.")
-            confirmed = require_confirmed(gate, action="changed")  # asks when every metadata key would go
-            current = await app.stripe.retrieve_customer(customer_id)
-            if current.deleted:
-                raise ToolError(f"{customer_id} was deleted; deleted customers cannot be updated.")
-            if not confirmed and removes_all_metadata(current.metadata, metadata_unset, clear_all_metadata):
-                raise ToolError(  # the keys changed since the gate looked: never clear everything unconfirmed
-                    f"metadata_unset lists every metadata key of {customer_id}: that clears all metadata and needs "
-                    f"confirmation like clear_all_metadata: call again with confirm='{customer_id}'. Nothing was changed."
-                )
-            base = {} if clear_all_metadata else dict(current.metadata)
-            merged = {k: v for k, v in base.items() if k not in set(metadata_unset or [])} | (metadata_set or {})
-            if len(merged) > MAX_KEYS:
+@tool(WRITE)
+async def create_customer(
+    email: Email,
+    ctx: Context,
+    name: Text = None,
+    phone: Text = None,
+    description: Text = None,
+    address: Address = None,
+    metadata: Metadata = None,
+    allow_duplicate_email: Annotated[bool, Field(description="create even if it exists")] = False,
+    idempotency_key: Text = None,
+) -> CustomerWrite:
+    """Create a Stripe customer (billing record); refused if the email exists in any case."""
+    app = deps(ctx)
+    args = {"email": email, "name": name, "phone": phone, "description": description, "address": address,
+            "metadata": metadata, "allow_duplicate_email": allow_duplicate_email or None,
+            "idempotency_key": idempotency_key}  # fmt: skip
+    async with audit(ctx, "create_customer", email, args) as entry:
+        refuse_card_numbers(email=email, name=name, phone=phone, description=description, address=address,
+                            metadata=metadata, idempotency_key=idempotency_key)  # fmt: skip
+        check_idempotency_key(idempotency_key)
+        check_metadata(metadata)
+        check_address(address)
+        async with email_lock(app, email):  # pre-flight and create are one step per email in this process
+            existing = await existing_customers(app, email)
+            if existing and not allow_duplicate_email:
                 raise ToolError(
-                    f"the customer would have {len(merged)} metadata keys ({len(base)} now); Stripe allows {MAX_KEYS}. "
-                    "Unset some keys first. Nothing was changed."
+                    f"a customer with this email already exists in {app.mode_label} mode: {', '.join(existing)}. "
+                    "Use that customer, or pass allow_duplicate_email=true to create another. Nothing was created."
                 )
-            params: dict[str, Any] = dict(fields)
-            warnings = []
-            if clear_all_metadata and not metadata_set:
-                params["metadata"] = ""  # explicit, confirmed: Stripe's "clear all"
-            else:
-                unset_keys = list(current.metadata) if clear_all_metadata else list(metadata_unset or [])
-                meta: dict[str, str] = {k: "" for k in unset_keys if k not in (metadata_set or {})}
-                meta.update(metadata_set or {})
-                if meta:
-                    params["metadata"] = meta
-                missing = [k for k in metadata_unset or [] if k not in current.metadata]
-                if missing:
-                    warnings.append(f"not present, nothing to unset: {missing}")
-            expected = {k: (None if v == "" else v) for k, v in fields.items()}
+            params = drop_none({"email": email, "name": name, "phone": phone, "description": description,
+                                "address": address or None, "metadata": metadata or None})  # fmt: skip
+            created = await create_once(app, params, email, idempotency_key, allow_duplicate_email, existing)
+        entry.target = created.customer.id
+        entry.outcome = created.audit
+    warnings = []
+    if existing:
+        warnings.append(f"{len(existing)} other customer(s) have this email: {', '.join(x.split()[0] for x in existing[:10])}")
+    return CustomerWrite(
+        mode=app.mode_label,
+        customer=summarize(created.customer, "full"),
+        replayed=created.replayed or None,
+        note=created.note,
+        warnings=warnings,
+    )
 
-            gone_keys = set(current.metadata) if clear_all_metadata else set(metadata_unset or [])
-            gone_keys -= set(metadata_set or {})
 
-            def applied(c: Customer | str) -> bool:
-                """The keys and fields this call touched hold; others may change concurrently (merge)."""
-                if not isinstance(c, Customer) or c.id != customer_id or c.deleted:
-                    return False
-                plain = all(getattr(c, k) == v for k, v in expected.items() if k != "address")
-                addr = all(getattr(c.address, k, None) == (v or None) for k, v in (address or {}).items())
-                meta = all(c.metadata.get(k) == v for k, v in (metadata_set or {}).items())
-                return plain and addr and meta and not gone_keys & set(c.metadata)
-
-            proof = await prove(
-                lambda: app.stripe.update_customer(customer_id, params),
-                proves=applied,
-                read_back=lambda: app.stripe.retrieve_customer(customer_id),
-                settled=applied,
-                describe=lambda c: "the change is in place" if applied(c) else "the customer does NOT show the change",
-                action=f"update customer {customer_id}",
-                check=f"get_customer(customer_id='{customer_id}')",
-                **stripe_proof(app),
+@tool(WRITE_IDEMPOTENT)
+async def update_customer(
+    gate: Annotated[ElicitationResult[Confirmation], Resolve(CLEAR_GATE)],
+    customer_id: CustomerId,
+    ctx: Context,
+    name: Text = None,
+    email: Text = None,
+    phone: Text = None,
+    description: Text = None,
+    address: Address = None,
+    metadata_set: Metadata = None,
+    metadata_unset: list[str] | None = None,
+    clear_all_metadata: Annotated[bool, Field(description="needs confirm")] = False,
+    confirm: Annotated[str | None, Field(description="= customer_id")] = None,
+) -> CustomerWrite:
+    """Update a customer; metadata_set/metadata_unset change only those keys."""
+    app = deps(ctx)
+    args = {"name": name, "email": email, "phone": phone, "description": description, "address": address,
+            "metadata_set": metadata_set, "metadata_unset": metadata_unset,
+            "clear_all_metadata": clear_all_metadata or None, "confirm": confirm}  # fmt: skip
+    async with audit(ctx, "update_customer", customer_id, args) as entry:
+        refuse_card_numbers(name=name, email=email, phone=phone, description=description, address=address,
+                            metadata_set=metadata_set, metadata_unset=metadata_unset)  # fmt: skip
+        check_metadata(metadata_set, "metadata_set")
+        check_metadata_keys(metadata_unset or [], "metadata_unset")
+        check_address(address)
+        both = sorted(set(metadata_set or {}) & set(metadata_unset or []))
+        if both:
+            raise ToolError(f"keys both set and unset: {both}. Nothing was sent to Stripe.")
+        fields = drop_none({"name": name, "email": email, "phone": phone, "description": description,
+                           "address": address or None})  # fmt: skip
+        if not fields and not metadata_set and not metadata_unset and not clear_all_metadata:
+            raise ToolError("nothing to update: give at least one field, metadata_set, metadata_unset or clear_all_metadata.")
+        confirmed = require_confirmed(gate, action="changed")  # asks when every metadata key would go
+        current = await app.stripe.retrieve_customer(customer_id)
+        if current.deleted:
+            raise ToolError(f"{customer_id} was deleted; deleted customers cannot be updated.")
+        if not confirmed and removes_all_metadata(current.metadata, metadata_unset, clear_all_metadata):
+            raise ToolError(  # the keys changed since the gate looked: never clear everything unconfirmed
+                f"metadata_unset lists every metadata key of {customer_id}: that clears all metadata and needs "
+                f"confirmation like clear_all_metadata: call again with confirm='{customer_id}'. Nothing was changed."
             )
-            entry.outcome = proof.audit_outcome
-            updated = proof.answer if proof.state is None else proof.state
-            assert isinstance(updated, Customer)
-            warnings += proof.notes
-        changed = list(fields)
-        if metadata_set:
-            changed += [f"metadata.{k}" for k in metadata_set]
-        if clear_all_metadata:
-            changed.append("metadata (all cleared)")
-        elif metadata_unset:
-            changed += [f"-metadata.{k}" for k in metadata_unset if k in current.metadata]
-        return CustomerWrite(
-            mode=app.mode_label, customer=summarize(updated, "full"), changed=changed, warnings=warnings
-        )
-
-    @server.tool(annotations=DESTRUCTIVE)
-    async def delete_customer(
-        gate: Annotated[ElicitationResult[Confirmation], Resolve(DELETE_GATE)],
-        customer_id: CustomerId,
-        ctx: Context,
-        confirm: ConfirmArg = None,
-    ) -> CustomerDeleted:
-        """Permanently delete a customer and cancel its subscriptions. confirm=customer_id."""
-        app = deps(ctx)
-        async with audit(ctx, "delete_customer", customer_id, {"confirm": confirm}) as entry:
-            require_confirmed(gate, action="deleted")
-            try:
-                subs = await live_subscriptions(app.stripe, customer_id)
-            except NotFoundError:
-                subs = []
-            entry.on_error = _deleted_hint(customer_id)
-            proof = await prove(
-                lambda: app.stripe.delete_customer(customer_id),
-                proves=lambda c: c.id == customer_id and c.deleted,
-                # Stripe still answers a deleted customer's id, with `deleted: true`: the read-back is proof.
-                read_back=lambda: app.stripe.retrieve_customer(customer_id),
-                settled=lambda c: isinstance(c, Customer) and c.deleted,
-                describe=lambda c: "it is deleted" if isinstance(c, Customer) and c.deleted else "it still EXISTS",
-                action=f"delete customer {customer_id}",
-                check=f"get_customer(customer_id='{customer_id}')",
-                **stripe_proof(app),
+        base = {} if clear_all_metadata else dict(current.metadata)
+        merged = {k: v for k, v in base.items() if k not in set(metadata_unset or [])} | (metadata_set or {})
+        if len(merged) > MAX_KEYS:
+            raise ToolError(
+                f"the customer would have {len(merged)} metadata keys ({len(base)} now); Stripe allows {MAX_KEYS}. "
+                "Unset some keys first. Nothing was changed."
             )
-            entry.outcome = proof.audit_outcome
-        lost = " The first answer was lost; the retry found it already deleted by that first attempt." if proof.lost_answer else ""
-        return CustomerDeleted(
-            mode=app.mode_label,
-            id=customer_id,
-            deleted=True,
-            cancelled_subscriptions=subs or [],
-            note="Deletion is permanent: the customer cannot be restored or updated"
-            + (f"; {len(subs)} subscription(s) were cancelled immediately." if subs else ".")
-            + (" Any subscriptions were cancelled too (this key could not list them)." if subs is None else "")
-            + lost,
-            warnings=[n for n in proof.notes if not proof.lost_answer],
+        params: dict[str, Any] = dict(fields)
+        warnings = []
+        if clear_all_metadata and not metadata_set:
+            params["metadata"] = ""  # explicit, confirmed: Stripe's "clear all"
+        else:
+            unset_keys = list(current.metadata) if clear_all_metadata else list(metadata_unset or [])
+            meta: dict[str, str] = {k: "" for k in unset_keys if k not in (metadata_set or {})}
+            meta.update(metadata_set or {})
+            if meta:
+                params["metadata"] = meta
+            missing = [k for k in metadata_unset or [] if k not in current.metadata]
+            if missing:
+                warnings.append(f"not present, nothing to unset: {missing}")
+        expected = {k: (None if v == "" else v) for k, v in fields.items()}
+
+        gone_keys = set(current.metadata) if clear_all_metadata else set(metadata_unset or [])
+        gone_keys -= set(metadata_set or {})
+
+        def applied(c: Customer | str) -> bool:
+            """The keys and fields this call touched hold; others may change concurrently (merge)."""
+            if not isinstance(c, Customer) or c.id != customer_id or c.deleted:
+                return False
+            plain = all(getattr(c, k) == v for k, v in expected.items() if k != "address")
+            addr = all(getattr(c.address, k, None) == (v or None) for k, v in (address or {}).items())
+            meta = all(c.metadata.get(k) == v for k, v in (metadata_set or {}).items())
+            return plain and addr and meta and not gone_keys & set(c.metadata)
+
+        proof = await prove(
+            lambda: app.stripe.update_customer(customer_id, params),
+            proves=applied,
+            read_back=lambda: app.stripe.retrieve_customer(customer_id),
+            settled=applied,
+            describe=lambda c: "the change is in place" if applied(c) else "the customer does NOT show the change",
+            action=f"update customer {customer_id}",
+            check=f"get_customer(customer_id='{customer_id}')",
+            **stripe_proof(app),
         )
+        entry.outcome = proof.audit_outcome
+        updated = proof.answer if proof.state is None else proof.state
+        assert isinstance(updated, Customer)
+        warnings += proof.notes
+    changed = list(fields)
+    if metadata_set:
+        changed += [f"metadata.{k}" for k in metadata_set]
+    if clear_all_metadata:
+        changed.append("metadata (all cleared)")
+    elif metadata_unset:
+        changed += [f"-metadata.{k}" for k in metadata_unset if k in current.metadata]
+    return CustomerWrite(
+        mode=app.mode_label, customer=summarize(updated, "full"), changed=changed, warnings=warnings
+    )
+
+
+@tool(DESTRUCTIVE)
+async def delete_customer(
+    gate: Annotated[ElicitationResult[Confirmation], Resolve(DELETE_GATE)],
+    customer_id: CustomerId,
+    ctx: Context,
+    confirm: ConfirmArg = None,
+) -> CustomerDeleted:
+    """Permanently delete a customer and cancel its subscriptions. confirm=customer_id."""
+    app = deps(ctx)
+    async with audit(ctx, "delete_customer", customer_id, {"confirm": confirm}) as entry:
+        require_confirmed(gate, action="deleted")
+        try:
+            subs = await live_subscriptions(app.stripe, customer_id)
+        except NotFoundError:
+            subs = []
+        entry.on_error = _deleted_hint(customer_id)
+        proof = await prove(
+            lambda: app.stripe.delete_customer(customer_id),
+            proves=lambda c: c.id == customer_id and c.deleted,
+            # Stripe still answers a deleted customer's id, with `deleted: true`: the read-back is proof.
+            read_back=lambda: app.stripe.retrieve_customer(customer_id),
+            settled=lambda c: isinstance(c, Customer) and c.deleted,
+            describe=lambda c: "it is deleted" if isinstance(c, Customer) and c.deleted else "it still EXISTS",
+            action=f"delete customer {customer_id}",
+            check=f"get_customer(customer_id='{customer_id}')",
+            **stripe_proof(app),
+        )
+        entry.outcome = proof.audit_outcome
+    lost = " The first answer was lost; the retry found it already deleted by that first attempt." if proof.lost_answer else ""
+    return CustomerDeleted(
+        mode=app.mode_label,
+        id=customer_id,
+        deleted=True,
+        cancelled_subscriptions=subs or [],
+        note="Deletion is permanent: the customer cannot be restored or updated"
+        + (f"; {len(subs)} subscription(s) were cancelled immediately." if subs else ".")
+        + (" Any subscriptions were cancelled too (this key could not list them)." if subs is None else "")
+        + lost,
+        warnings=[n for n in proof.notes if not proof.lost_answer],
+    )
 
 
 def _deleted_hint(customer_id: str) -> Any:
@@ -480,3 +477,10 @@ def _deleted_hint(customer_id: str) -> Any:
         return None
 
     return hint
+
+
+TOOLSET = Toolset(
+    name="customers",
+    description="Customer writes: create (one per email), update, delete.",
+    write=(create_customer, update_customer, delete_customer),
+)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
@@ -17,7 +17,7 @@ from stripe_identity_mcp.clients.stripe import StripeClient
 from stripe_identity_mcp.models.outputs import CaseVariant, CustomerPage, CustomerSummary, EmailLookup, summarize
 from stripe_identity_mcp.models.stripe import Customer
 from stripe_identity_mcp.search_query import QueryError, clause, conjunction, validate
-from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.toolsets.base import Toolset, tool
 from stripe_identity_mcp.toolsets.common import (
     READ,
     CustomerId,
@@ -28,8 +28,6 @@ from stripe_identity_mcp.toolsets.common import (
     page_args,
     tool_errors,
 )
-
-TOOLSET = "customers"
 
 MAX_EXACT_PAGES = 20  # 2 000 customers with one email is far past any real duplicate problem
 MAX_SEARCH_PAGES = 5
@@ -175,113 +173,121 @@ async def lookup_email(
     )
 
 
-def register(server: MCPServer, settings: Settings) -> None:
-    @server.tool(annotations=READ)
-    async def find_customers_by_email(
-        email: Email,
-        ctx: Context,
-        include_case_variants: Annotated[
-            bool, Field(description="also find other-case spellings (via search)")
-        ] = True,
-    ) -> EmailLookup:
-        """Find every Stripe customer (billing record) with this email, flagging duplicates.
+@tool(READ)
+async def find_customers_by_email(
+    email: Email,
+    ctx: Context,
+    include_case_variants: Annotated[
+        bool, Field(description="also find other-case spellings (via search)")
+    ] = True,
+) -> EmailLookup:
+    """Find every Stripe customer (billing record) with this email, flagging duplicates.
 
-        Customers only; resolve_identity covers team members and Connect accounts too.
-        """
-        app = deps(ctx)
-        with tool_errors(app):
-            return await lookup_email(
-                app.stripe, email, app.mode_label, include_case_variants, app.settings.mirror, app.settings.mode
-            )
-
-    @server.tool(annotations=READ)
-    async def get_customer(
-        customer_id: CustomerId,
-        ctx: Context,
-        detail: Detail = "full",
-    ) -> CustomerSummary:
-        """Fetch one Stripe customer by id, with subscription count and default payment method."""
-        app = deps(ctx)
-        with tool_errors(app):
-            customer = await app.stripe.retrieve_customer(
-                customer_id, expand=["subscriptions", "invoice_settings.default_payment_method"]
-            )
-        summary = summarize(customer, detail)
-        if customer.deleted:
-            summary.note = "this customer was permanently deleted; it cannot be restored or updated"
-        return summary
-
-    @server.tool(annotations=READ)
-    async def list_customers(
-        ctx: Context,
-        limit: Annotated[int, Field(ge=1, le=100)] = 10,
-        starting_after: Cursor = None,
-        ending_before: Cursor = None,
-        created_gte: Timestamp = None,
-        created_lte: Timestamp = None,
-        email: Annotated[str | None, Field(max_length=512, description="exact, case-sensitive")] = None,
-        detail: Detail = "compact",
-    ) -> CustomerPage:
-        """List one page of Stripe customers, newest first; pass next_cursor as starting_after for more."""
-        params = page_args(starting_after, ending_before, created_gte, created_lte)
-        app = deps(ctx)
-        with tool_errors(app):
-            page = await app.stripe.list_customers(limit=limit, email=email, expand=LIST_EXPAND, **params)
-        return CustomerPage(
-            mode=app.mode_label,
-            customers=[summarize(c, detail) for c in page.data],
-            has_more=page.has_more,
-            next_cursor=next_cursor(page.data, page.has_more, backwards=bool(ending_before)),
+    Customers only; resolve_identity covers team members and Connect accounts too.
+    """
+    app = deps(ctx)
+    with tool_errors(app):
+        return await lookup_email(
+            app.stripe, email, app.mode_label, include_case_variants, app.settings.mirror, app.settings.mode
         )
 
-    @server.tool(annotations=READ)
-    async def search_customers(
-        ctx: Context,
-        query: Annotated[
-            str | None,
-            Field(
-                max_length=5000,
-                description="Stripe search syntax: email:'a@b.com' AND metadata['plan']:'pro'; "
-                "fields email name phone created metadata",
-            ),
-        ] = None,
-        name_contains: Annotated[str | None, Field(min_length=3, max_length=200)] = None,
-        metadata_key: Annotated[str | None, Field(max_length=40)] = None,
-        metadata_value: Annotated[str | None, Field(max_length=500)] = None,
-        limit: Annotated[int, Field(ge=1, le=100)] = 10,
-        page: Annotated[str | None, Field(max_length=1000, description="previous next_page")] = None,
-    ) -> CustomerPage:
-        """Search Stripe customers by query language or by simple fields (escaped for you)."""
-        clauses = []
-        try:
-            if query:
-                clauses.append(validate(query))
+
+@tool(READ)
+async def get_customer(
+    customer_id: CustomerId,
+    ctx: Context,
+    detail: Detail = "full",
+) -> CustomerSummary:
+    """Fetch one Stripe customer by id, with subscription count and default payment method."""
+    app = deps(ctx)
+    with tool_errors(app):
+        customer = await app.stripe.retrieve_customer(
+            customer_id, expand=["subscriptions", "invoice_settings.default_payment_method"]
+        )
+    summary = summarize(customer, detail)
+    if customer.deleted:
+        summary.note = "this customer was permanently deleted; it cannot be restored or updated"
+    return summary
+
+
+@tool(READ)
+async def list_customers(
+    ctx: Context,
+    limit: Annotated[int, Field(ge=1, le=100)] = 10,
+    starting_after: Cursor = None,
+    ending_before: Cursor = None,
+    created_gte: Timestamp = None,
+    created_lte: Timestamp = None,
+    email: Annotated[str | None, Field(max_length=512, description="exact, case-sensitive")] = None,
+    detail: Detail = "compact",
+) -> CustomerPage:
+    """List one page of Stripe customers, newest first; pass next_cursor as starting_after for more."""
+    params = page_args(starting_after, ending_before, created_gte, created_lte)
+    app = deps(ctx)
+    with tool_errors(app):
+        page = await app.stripe.list_customers(limit=limit, email=email, expand=LIST_EXPAND, **params)
+    return CustomerPage(
+        mode=app.mode_label,
+        customers=[summarize(c, detail) for c in page.data],
+        has_more=page.has_more,
+        next_cursor=next_cursor(page.data, page.has_more, backwards=bool(ending_before)),
+    )
+
+
+@tool(READ)
+async def search_customers(
+    ctx: Context,
+    query: Annotated[
+        str | None,
+        Field(
+            max_length=5000,
+            description="Stripe search syntax: email:'a@b.com' AND metadata['plan']:'pro'; "
+            "fields email name phone created metadata",
+        ),
+    ] = None,
+    name_contains: Annotated[str | None, Field(min_length=3, max_length=200)] = None,
+    metadata_key: Annotated[str | None, Field(max_length=40)] = None,
+    metadata_value: Annotated[str | None, Field(max_length=500)] = None,
+    limit: Annotated[int, Field(ge=1, le=100)] = 10,
+    page: Annotated[str | None, Field(max_length=1000, description="previous next_page")] = None,
+) -> CustomerPage:
+    """Search Stripe customers by query language or by simple fields (escaped for you)."""
+    clauses = []
+    try:
+        if query:
+            clauses.append(validate(query))
+    except QueryError as exc:
+        raise ToolError(f"invalid search query: {exc}") from None
+    if name_contains:
+        clauses.append(clause("name", "~", name_contains))
+    if (metadata_key is None) != (metadata_value is None):
+        raise ToolError("metadata_key and metadata_value go together")
+    if metadata_key is not None and metadata_value is not None:
+        clauses.append(clause("metadata", ":", metadata_value, key=metadata_key))
+    if not clauses:
+        raise ToolError("give a query or at least one of name_contains / metadata_key+metadata_value")
+    if query and len(clauses) > 1 and conjunction(query) == "OR":
+        raise ToolError("a query using OR cannot be combined with other fields (Stripe forbids mixing AND/OR)")
+    if len(clauses) > 1:
+        try:  # the combined query must still be one Stripe accepts (e.g. at most 10 clauses)
+            validate(" AND ".join(clauses))
         except QueryError as exc:
-            raise ToolError(f"invalid search query: {exc}") from None
-        if name_contains:
-            clauses.append(clause("name", "~", name_contains))
-        if (metadata_key is None) != (metadata_value is None):
-            raise ToolError("metadata_key and metadata_value go together")
-        if metadata_key is not None and metadata_value is not None:
-            clauses.append(clause("metadata", ":", metadata_value, key=metadata_key))
-        if not clauses:
-            raise ToolError("give a query or at least one of name_contains / metadata_key+metadata_value")
-        if query and len(clauses) > 1 and conjunction(query) == "OR":
-            raise ToolError("a query using OR cannot be combined with other fields (Stripe forbids mixing AND/OR)")
-        if len(clauses) > 1:
-            try:  # the combined query must still be one Stripe accepts (e.g. at most 10 clauses)
-                validate(" AND ".join(clauses))
-            except QueryError as exc:
-                raise ToolError(f"invalid search query (with the other fields added): {exc}") from None
-        app = deps(ctx)
-        with tool_errors(app):
-            result = await app.stripe.search_customers(" AND ".join(clauses), limit=limit, page=page)
-        return CustomerPage(
-            mode=app.mode_label,
-            customers=[summarize(c) for c in result.data],
-            has_more=result.has_more,
-            next_page=result.next_page,
-            warnings=[SEARCH_LAG],
-        )
-    # The write tools are their own module (toolsets/customer_writes.py, same toolset), registered
-    # by the server's loop after this one.
+            raise ToolError(f"invalid search query (with the other fields added): {exc}") from None
+    app = deps(ctx)
+    with tool_errors(app):
+        result = await app.stripe.search_customers(" AND ".join(clauses), limit=limit, page=page)
+    return CustomerPage(
+        mode=app.mode_label,
+        customers=[summarize(c) for c in result.data],
+        has_more=result.has_more,
+        next_page=result.next_page,
+        warnings=[SEARCH_LAG],
+    )
+
+
+# The write tools are their own module (toolsets/customer_writes.py, same toolset name).
+TOOLSET = Toolset(
+    name="customers",
+    description="Stripe Customer objects (billing records): find by email, get, list, search.",
+    read=(find_customers_by_email, get_customer, list_customers, search_customers),
+)

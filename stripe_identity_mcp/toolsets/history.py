@@ -16,16 +16,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from stripe_identity_mcp.cards import find_card_numbers, mask_in
 from stripe_identity_mcp.models.outputs import Compact
-from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.toolsets.base import Toolset, tool
 from stripe_identity_mcp.toolsets.common import READ, deps, iso, tool_errors
 from stripe_identity_mcp.untrusted import clean
-
-TOOLSET = "customers"
 
 EVENT_TYPES = [
     "customer.created",
@@ -170,15 +168,21 @@ async def scan_history(stripe: Any, customer_id: str, starting_after: str | None
     return entries, scanned, cursor
 
 
-def register(server: MCPServer, settings: Settings) -> None:
-    @server.tool(annotations=READ)
-    async def customer_history(customer_id: CustomerIdArg, ctx: Context, cursor: EventCursor = None) -> CustomerHistory:
-        """Changes to one customer (30 days): old/new values, API or Dashboard."""
-        app = deps(ctx)
-        with tool_errors(app):
-            if cursor is None:
-                await app.stripe.retrieve_customer(customer_id)  # a wrong id is an error, not "no history"
-            entries, scanned, next_cursor = await scan_history(app.stripe, customer_id, cursor)
-        return CustomerHistory(
-            customer=customer_id, mode=app.mode_label, entries=entries, scanned=scanned, next_cursor=next_cursor
-        )
+@tool(READ)
+async def customer_history(customer_id: CustomerIdArg, ctx: Context, cursor: EventCursor = None) -> CustomerHistory:
+    """Changes to one customer (30 days): old/new values, API or Dashboard."""
+    app = deps(ctx)
+    with tool_errors(app):
+        if cursor is None:
+            await app.stripe.retrieve_customer(customer_id)  # a wrong id is an error, not "no history"
+        entries, scanned, next_cursor = await scan_history(app.stripe, customer_id, cursor)
+    return CustomerHistory(
+        customer=customer_id, mode=app.mode_label, entries=entries, scanned=scanned, next_cursor=next_cursor
+    )
+
+
+TOOLSET = Toolset(
+    name="customers",
+    description="One customer's changes, from Stripe's Events API.",
+    read=(customer_history,),
+)

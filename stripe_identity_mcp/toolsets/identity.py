@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
@@ -30,11 +30,9 @@ from stripe_identity_mcp.models.identity import (
     summarize_account,
 )
 from stripe_identity_mcp.models.outputs import summarize
-from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.toolsets.base import Toolset, resource, tool
 from stripe_identity_mcp.toolsets.common import READ, deps, tool_error
 from stripe_identity_mcp.toolsets.customers import email_passes
-
-TOOLSET = "identity"
 
 log = logging.getLogger(__name__)
 
@@ -212,60 +210,68 @@ async def _read(app: AppDeps, fn: Callable[[], Awaitable[Any]]) -> Any:
         raise ResourceError(str(tool_error(exc, app))) from None
 
 
-def register(server: MCPServer, settings: Settings) -> None:
-    @server.tool(annotations=READ)
-    async def resolve_identity(email: AnyCaseEmail, ctx: Context) -> IdentityReport:
-        """Look up one email as customers, Dashboard team member and Connect accounts, each labelled.
+@tool(READ)
+async def resolve_identity(email: AnyCaseEmail, ctx: Context) -> IdentityReport:
+    """Look up one email as customers, Dashboard team member and Connect accounts, each labelled.
 
-        Use first for "who is x@y.com". Warnings flag duplicates, removed members' live API keys, mode.
-        """
-        return await resolve(deps(ctx), email)
+    Use first for "who is x@y.com". Warnings flag duplicates, removed members' live API keys, mode.
+    """
+    return await resolve(deps(ctx), email)
 
-    @server.resource(
-        "stripe://customers/{customer_id}",
-        name="customer",
-        description="A Stripe customer (billing record) as compact JSON.",
-        mime_type="application/json",
+
+@resource(
+    "stripe://customers/{customer_id}",
+    name="customer",
+    description="A Stripe customer (billing record) as compact JSON.",
+    mime_type="application/json",
+)
+async def customer_resource(customer_id: str, ctx: Context) -> str:
+    app = deps(ctx)
+    _check_id("customer", customer_id)
+    customer = await _read(
+        app,
+        lambda: app.stripe.retrieve_customer(
+            customer_id, expand=["subscriptions", "invoice_settings.default_payment_method"]
+        ),
     )
-    async def customer_resource(customer_id: str, ctx: Context) -> str:
-        app = deps(ctx)
-        _check_id("customer", customer_id)
-        customer = await _read(
-            app,
-            lambda: app.stripe.retrieve_customer(
-                customer_id, expand=["subscriptions", "invoice_settings.default_payment_method"]
-            ),
-        )
-        return _json(IdentityCustomer(**summarize(customer, "full").model_dump()))
+    return _json(IdentityCustomer(**summarize(customer, "full").model_dump()))
 
-    @server.resource(
-        "stripe://accounts/{account_id}",
-        name="connect_account",
-        description="A Connect account as compact JSON.",
-        mime_type="application/json",
-    )
-    async def account_resource(account_id: str, ctx: Context) -> str:
-        app = deps(ctx)
-        _check_id("connect_account", account_id)
-        return _json(summarize_account(await _read(app, lambda: app.stripe.retrieve_account(account_id))))
 
-    if not settings.scim_configured:
-        return
+@resource(
+    "stripe://accounts/{account_id}",
+    name="connect_account",
+    description="A Connect account as compact JSON.",
+    mime_type="application/json",
+)
+async def account_resource(account_id: str, ctx: Context) -> str:
+    app = deps(ctx)
+    _check_id("connect_account", account_id)
+    return _json(summarize_account(await _read(app, lambda: app.stripe.retrieve_account(account_id))))
 
-    @server.resource(
-        "stripe://team-members/{member_id}",
-        name="team_member",
-        description="A Dashboard team member (SCIM user) as compact JSON.",
-        mime_type="application/json",
-    )
-    async def team_member_resource(member_id: str, ctx: Context) -> str:
-        app = deps(ctx)
-        _check_id("team_member", member_id)
-        if app.scim is None:
-            raise ResourceError(NOT_CONFIGURED)
-        scim = app.scim
-        record = team_record(await _read(app, lambda: scim.get_user(member_id)))
-        out = json.loads(_json(record))
-        if record.active is False:
-            out["warning"] = API_KEY_WARNING.format(who=record.email or record.id)
-        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+@resource(
+    "stripe://team-members/{member_id}",
+    name="team_member",
+    description="A Dashboard team member (SCIM user) as compact JSON.",
+    mime_type="application/json",
+    needs_scim=True,
+)
+async def team_member_resource(member_id: str, ctx: Context) -> str:
+    app = deps(ctx)
+    _check_id("team_member", member_id)
+    if app.scim is None:
+        raise ResourceError(NOT_CONFIGURED)
+    scim = app.scim
+    record = team_record(await _read(app, lambda: scim.get_user(member_id)))
+    out = json.loads(_json(record))
+    if record.active is False:
+        out["warning"] = API_KEY_WARNING.format(who=record.email or record.id)
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+
+TOOLSET = Toolset(
+    name="identity",
+    description="One email across customers, team members and Connect accounts; read-only resources.",
+    read=(resolve_identity,),
+    resources=(customer_resource, account_resource, team_member_resource),
+)

@@ -15,7 +15,7 @@ import time
 from typing import Annotated, Any, Literal
 
 from mcp.server.elicitation import ElicitationResult
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from pydantic import Field
@@ -47,12 +47,10 @@ from stripe_identity_mcp.models.scim import (
     group_refs,
     member_of,
 )
-from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.toolsets.base import Toolset, tool
 from stripe_identity_mcp.toolsets.common import DESTRUCTIVE, READ, WRITE, WRITE_IDEMPOTENT, deps, tool_error
 from stripe_identity_mcp.toolsets.proof import GONE, Proven, prove
 from stripe_identity_mcp.untrusted import clean, has_lookalikes, quoted, same_email
-
-TOOLSET = "team"
 
 API_KEYS_WARNING = (
     "Removing a team member does NOT revoke API keys: they belong to the account and stay valid until "
@@ -428,261 +426,279 @@ DELETE_GATE = _member_gate("deleted", "delete")
 
 
 # --- tools -----------------------------------------------------------------------------------------
-def register(server: MCPServer, settings: Settings) -> None:
-    @server.tool(annotations=READ)
-    async def list_team_members(
-        ctx: Context,
-        email: MemberEmail = None,
-        active: bool | None = None,
-        start_index: Annotated[int, Field(ge=1)] = 1,
-        count: Annotated[int, Field(ge=1, le=100)] = 50,
-    ) -> TeamMemberPage:
-        """List Stripe Dashboard team members (SCIM users, not customers)."""
-        app = deps(ctx)
-        scim = _scim(app)
-        flt = f"userName eq {filter_value(email)}" if email else None
-        try:
-            if active is None:
-                page = await scim.list_users(filter=flt, start_index=start_index, count=count)
-                users, total = page.Resources[:count], page.totalResults
-                first = page.startIndex or start_index
-                following = first + len(users)
-                return TeamMemberPage(
-                    members=[member_of(u) for u in users],
-                    total=total,
-                    start_index=first,
-                    next_start_index=following if users and following <= total else None,
-                    warnings=_unreported_groups(users),
-                )
-            # SCIM at Stripe filters on userName only: filter `active` here, paging over the filtered list.
-            matched, truncated, index = [], True, 1
-            for _ in range(SCAN_PAGES):
-                page = await scim.list_users(filter=flt, start_index=index, count=100)
-                matched += [u for u in page.Resources if u.active == active]
-                index += len(page.Resources)
-                if not page.Resources or index > page.totalResults:
-                    truncated = False
-                    break
-        except StripeIdentityError as exc:
-            raise scim_error(exc, app) from None
-        chunk = matched[start_index - 1 : start_index - 1 + count]
-        following = start_index + len(chunk)
-        return TeamMemberPage(
-            members=[member_of(u) for u in chunk],
-            total=len(matched),
-            start_index=start_index,
-            next_start_index=following if chunk and following <= len(matched) else None,
-            warnings=([f"only the first {index - 1} members were scanned for the active filter"] if truncated else [])
-            + _unreported_groups(chunk),
-        )
-
-    @server.tool(annotations=READ)
-    async def get_team_member(ctx: Context, member_id: MemberId = None, email: MemberEmail = None) -> TeamMemberResult:
-        """Get one Dashboard team member (with groups) by member_id or email."""
-        exactly_one(member_id=member_id, email=email)
-        app = deps(ctx)
-        user, warnings = await with_groups(app, await _read(app, member_id, email))
-        return TeamMemberResult(member=member_of(user), note=ROLES_TRUTH, warnings=_inactive_warning(user) + warnings)
-
-    @server.tool(annotations=READ)
-    async def list_team_groups(
-        ctx: Context,
-        name: GroupName = None,
-        start_index: Annotated[int, Field(ge=1)] = 1,
-        count: Annotated[int, Field(ge=1, le=100)] = 50,
-    ) -> TeamGroupPage:
-        """List SCIM groups of Dashboard team members (name, member count, id)."""
-        app = deps(ctx)
-        flt = f"displayName eq {filter_value(name)}" if name else None
-        try:
-            page = await _scim(app).list_groups(filter=flt, start_index=start_index, count=count)
-        except StripeIdentityError as exc:
-            raise scim_error(exc, app) from None
-        groups = page.Resources[:count]
-        first = page.startIndex or start_index
-        following = first + len(groups)
-        return TeamGroupPage(
-            groups=[group_of(g) for g in groups],
-            total=page.totalResults,
-            start_index=first,
-            next_start_index=following if groups and following <= page.totalResults else None,
-            note=GROUPS_NOTE,
-            warnings=["Stripe did not report the members of some groups (no member_count)"]
-            if any(not g.members_known for g in groups)
-            else [],
-        )
-
-    if settings.writes_enabled:
-        register_writes(server)
-
-
-def register_writes(server: MCPServer) -> None:
-    @server.tool(annotations=WRITE)
-    async def provision_team_member(
-        email: Annotated[str, Field(max_length=512, pattern=EMAIL_PATTERN)],
-        ctx: Context,
-        given_name: Name = None,
-        family_name: Name = None,
-        display_name: Name = None,
-        role: Annotated[str | None, Field(max_length=255, description="refused: not a SCIM attribute")] = None,
-    ) -> TeamMemberResult:
-        """Provision a Dashboard team member (SCIM user)."""
-        app = deps(ctx)
-        scim = _scim(app)
-        args = {"email": email, "given_name": given_name, "family_name": family_name,
-                "display_name": display_name, "role": role}  # fmt: skip
-        async with audit(ctx, "provision_team_member", email, args) as entry:
-            entry.client = scim
-            entry.on_error = lambda exc: scim_error(exc, app)
-            if role is not None:
-                raise ToolError(ROLE_REFUSAL)
-            refuse_card_numbers(email=email, given_name=given_name, family_name=family_name, display_name=display_name)
-            proof = await prove_provisioned(app, scim, email, given_name, family_name, display_name)
-            user = proof.answer if isinstance(proof.answer, ScimUser) else proof.state
-            assert isinstance(user, ScimUser)
-            entry.target = user.id
-            entry.outcome = "ok (recovered: our first attempt made it; its answer was lost)" if user.recovered else proof.audit_outcome
-        warnings = list(proof.notes)
-        if user.recovered:
-            warnings.append(
-                "the first attempt's answer was lost (it may have committed) and the retry found this email "
-                "provisioned: almost certainly that first attempt made it — check this is the member you meant"
+@tool(READ)
+async def list_team_members(
+    ctx: Context,
+    email: MemberEmail = None,
+    active: bool | None = None,
+    start_index: Annotated[int, Field(ge=1)] = 1,
+    count: Annotated[int, Field(ge=1, le=100)] = 50,
+) -> TeamMemberPage:
+    """List Stripe Dashboard team members (SCIM users, not customers)."""
+    app = deps(ctx)
+    scim = _scim(app)
+    flt = f"userName eq {filter_value(email)}" if email else None
+    try:
+        if active is None:
+            page = await scim.list_users(filter=flt, start_index=start_index, count=count)
+            users, total = page.Resources[:count], page.totalResults
+            first = page.startIndex or start_index
+            following = first + len(users)
+            return TeamMemberPage(
+                members=[member_of(u) for u in users],
+                total=total,
+                start_index=first,
+                next_start_index=following if users and following <= total else None,
+                warnings=_unreported_groups(users),
             )
-        return TeamMemberResult(member=member_of(user), note=NEW_MEMBER_NOTE, warnings=warnings)
+        # SCIM at Stripe filters on userName only: filter `active` here, paging over the filtered list.
+        matched, truncated, index = [], True, 1
+        for _ in range(SCAN_PAGES):
+            page = await scim.list_users(filter=flt, start_index=index, count=100)
+            matched += [u for u in page.Resources if u.active == active]
+            index += len(page.Resources)
+            if not page.Resources or index > page.totalResults:
+                truncated = False
+                break
+    except StripeIdentityError as exc:
+        raise scim_error(exc, app) from None
+    chunk = matched[start_index - 1 : start_index - 1 + count]
+    following = start_index + len(chunk)
+    return TeamMemberPage(
+        members=[member_of(u) for u in chunk],
+        total=len(matched),
+        start_index=start_index,
+        next_start_index=following if chunk and following <= len(matched) else None,
+        warnings=([f"only the first {index - 1} members were scanned for the active filter"] if truncated else [])
+        + _unreported_groups(chunk),
+    )
 
-    async def remove(
-        ctx: Context,
-        gate: Any,
-        action: Literal["deactivated", "deleted"],
-        member_id: str | None,
-        email: str | None,
-        confirm: str | None,
-    ) -> TeamMemberRemoval:
-        app = deps(ctx)
-        scim = _scim(app)
-        tool = "deactivate_team_member" if action == "deactivated" else "delete_team_member"
-        async with audit(ctx, tool, member_id or email, {"member_id": member_id, "email": email, "confirm": confirm}) as entry:
-            entry.client = scim
-            entry.on_error = lambda exc: scim_error(exc, app, member_id)
-            require_confirmed(gate, action=action)
-            user = await find_member(scim, member_id, email)
-            entry.target = user.id
-            entry.on_error = lambda exc: scim_error(exc, app, user.id)
-            # Read before removing: afterwards the member is gone from every group (useful for the access review).
-            user, group_warnings = await with_groups(app, user)
-            proof = await prove_removed(app, scim, user, action)
-            entry.outcome = proof.audit_outcome
-        state = proof.state
-        active = state.active if isinstance(state, ScimUser) else None
-        if isinstance(proof.answer, ScimUser) and state is None:
-            active = proof.answer.active
-        gone = state == GONE
-        verified = VERIFIED_NOTE if state is not None else "(verified: Stripe's answer shows the member inactive)"
-        note = f"{GONE_NOTE if gone else INACTIVE_NOTE} {REMOVAL_FACTS[action]} {verified}"
-        if user.groups:
-            note += (
-                " groups_before lists the groups they were in: review those groups' role mappings in the Dashboard "
-                "and remove the person from them in the IdP too."
-            )
-        return TeamMemberRemoval(
-            action=action,
-            id=user.id,
-            email=user.userName,
-            active=None if gone else active,
-            groups_before=group_refs(user.groups),
-            note=note,
-            api_keys_warning=API_KEYS_WARNING,
-            warnings=group_warnings + proof.notes,
+
+@tool(READ)
+async def get_team_member(ctx: Context, member_id: MemberId = None, email: MemberEmail = None) -> TeamMemberResult:
+    """Get one Dashboard team member (with groups) by member_id or email."""
+    exactly_one(member_id=member_id, email=email)
+    app = deps(ctx)
+    user, warnings = await with_groups(app, await _read(app, member_id, email))
+    return TeamMemberResult(member=member_of(user), note=ROLES_TRUTH, warnings=_inactive_warning(user) + warnings)
+
+
+@tool(READ)
+async def list_team_groups(
+    ctx: Context,
+    name: GroupName = None,
+    start_index: Annotated[int, Field(ge=1)] = 1,
+    count: Annotated[int, Field(ge=1, le=100)] = 50,
+) -> TeamGroupPage:
+    """List SCIM groups of Dashboard team members (name, member count, id)."""
+    app = deps(ctx)
+    flt = f"displayName eq {filter_value(name)}" if name else None
+    try:
+        page = await _scim(app).list_groups(filter=flt, start_index=start_index, count=count)
+    except StripeIdentityError as exc:
+        raise scim_error(exc, app) from None
+    groups = page.Resources[:count]
+    first = page.startIndex or start_index
+    following = first + len(groups)
+    return TeamGroupPage(
+        groups=[group_of(g) for g in groups],
+        total=page.totalResults,
+        start_index=first,
+        next_start_index=following if groups and following <= page.totalResults else None,
+        note=GROUPS_NOTE,
+        warnings=["Stripe did not report the members of some groups (no member_count)"]
+        if any(not g.members_known for g in groups)
+        else [],
+    )
+
+
+
+@tool(WRITE)
+async def provision_team_member(
+    email: Annotated[str, Field(max_length=512, pattern=EMAIL_PATTERN)],
+    ctx: Context,
+    given_name: Name = None,
+    family_name: Name = None,
+    display_name: Name = None,
+    role: Annotated[str | None, Field(max_length=255, description="refused: not a SCIM attribute")] = None,
+) -> TeamMemberResult:
+    """Provision a Dashboard team member (SCIM user)."""
+    app = deps(ctx)
+    scim = _scim(app)
+    args = {"email": email, "given_name": given_name, "family_name": family_name,
+            "display_name": display_name, "role": role}  # fmt: skip
+    async with audit(ctx, "provision_team_member", email, args) as entry:
+        entry.client = scim
+        entry.on_error = lambda exc: scim_error(exc, app)
+        if role is not None:
+            raise ToolError(ROLE_REFUSAL)
+        refuse_card_numbers(email=email, given_name=given_name, family_name=family_name, display_name=display_name)
+        proof = await prove_provisioned(app, scim, email, given_name, family_name, display_name)
+        user = proof.answer if isinstance(proof.answer, ScimUser) else proof.state
+        assert isinstance(user, ScimUser)
+        entry.target = user.id
+        entry.outcome = "ok (recovered: our first attempt made it; its answer was lost)" if user.recovered else proof.audit_outcome
+    warnings = list(proof.notes)
+    if user.recovered:
+        warnings.append(
+            "the first attempt's answer was lost (it may have committed) and the retry found this email "
+            "provisioned: almost certainly that first attempt made it — check this is the member you meant"
         )
+    return TeamMemberResult(member=member_of(user), note=NEW_MEMBER_NOTE, warnings=warnings)
 
-    @server.tool(annotations=DESTRUCTIVE)
-    async def deactivate_team_member(
-        gate: Annotated[ElicitationResult[Confirmation], Resolve(DEACTIVATE_GATE)],
-        ctx: Context,
-        member_id: MemberId = None,
-        email: MemberEmail = None,
-        confirm: Confirm = None,
-    ) -> TeamMemberRemoval:
-        """Deactivate a Dashboard team member (member_id or email); API keys stay valid."""
-        return await remove(ctx, gate, "deactivated", member_id, email, confirm)
 
-    @server.tool(annotations=DESTRUCTIVE)
-    async def delete_team_member(
-        gate: Annotated[ElicitationResult[Confirmation], Resolve(DELETE_GATE)],
-        ctx: Context,
-        member_id: MemberId = None,
-        email: MemberEmail = None,
-        confirm: Confirm = None,
-    ) -> TeamMemberRemoval:
-        """Delete a Dashboard team member (member_id or email); API keys stay valid."""
-        return await remove(ctx, gate, "deleted", member_id, email, confirm)
+async def remove(
+    ctx: Context,
+    gate: Any,
+    action: Literal["deactivated", "deleted"],
+    member_id: str | None,
+    email: str | None,
+    confirm: str | None,
+) -> TeamMemberRemoval:
+    app = deps(ctx)
+    scim = _scim(app)
+    tool = "deactivate_team_member" if action == "deactivated" else "delete_team_member"
+    async with audit(ctx, tool, member_id or email, {"member_id": member_id, "email": email, "confirm": confirm}) as entry:
+        entry.client = scim
+        entry.on_error = lambda exc: scim_error(exc, app, member_id)
+        require_confirmed(gate, action=action)
+        user = await find_member(scim, member_id, email)
+        entry.target = user.id
+        entry.on_error = lambda exc: scim_error(exc, app, user.id)
+        # Read before removing: afterwards the member is gone from every group (useful for the access review).
+        user, group_warnings = await with_groups(app, user)
+        proof = await prove_removed(app, scim, user, action)
+        entry.outcome = proof.audit_outcome
+    state = proof.state
+    active = state.active if isinstance(state, ScimUser) else None
+    if isinstance(proof.answer, ScimUser) and state is None:
+        active = proof.answer.active
+    gone = state == GONE
+    verified = VERIFIED_NOTE if state is not None else "(verified: Stripe's answer shows the member inactive)"
+    note = f"{GONE_NOTE if gone else INACTIVE_NOTE} {REMOVAL_FACTS[action]} {verified}"
+    if user.groups:
+        note += (
+            " groups_before lists the groups they were in: review those groups' role mappings in the Dashboard "
+            "and remove the person from them in the IdP too."
+        )
+    return TeamMemberRemoval(
+        action=action,
+        id=user.id,
+        email=user.userName,
+        active=None if gone else active,
+        groups_before=group_refs(user.groups),
+        note=note,
+        api_keys_warning=API_KEYS_WARNING,
+        warnings=group_warnings + proof.notes,
+    )
 
-    async def change_group(
-        ctx: Context,
-        action: Literal["added", "removed"],
-        group_id: str | None,
-        group_name: str | None,
-        member_id: str | None,
-        email: str | None,
-        confirm: str | None = None,
-        gate: Any = None,
-    ) -> TeamGroupChange:
-        app = deps(ctx)
-        scim = _scim(app)
-        tool = "add_team_member_to_group" if action == "added" else "remove_team_member_from_group"
-        args = {"group_id": group_id, "group_name": group_name, "member_id": member_id, "email": email}
+
+@tool(DESTRUCTIVE)
+async def deactivate_team_member(
+    gate: Annotated[ElicitationResult[Confirmation], Resolve(DEACTIVATE_GATE)],
+    ctx: Context,
+    member_id: MemberId = None,
+    email: MemberEmail = None,
+    confirm: Confirm = None,
+) -> TeamMemberRemoval:
+    """Deactivate a Dashboard team member (member_id or email); API keys stay valid."""
+    return await remove(ctx, gate, "deactivated", member_id, email, confirm)
+
+
+@tool(DESTRUCTIVE)
+async def delete_team_member(
+    gate: Annotated[ElicitationResult[Confirmation], Resolve(DELETE_GATE)],
+    ctx: Context,
+    member_id: MemberId = None,
+    email: MemberEmail = None,
+    confirm: Confirm = None,
+) -> TeamMemberRemoval:
+    """Delete a Dashboard team member (member_id or email); API keys stay valid."""
+    return await remove(ctx, gate, "deleted", member_id, email, confirm)
+
+
+async def change_group(
+    ctx: Context,
+    action: Literal["added", "removed"],
+    group_id: str | None,
+    group_name: str | None,
+    member_id: str | None,
+    email: str | None,
+    confirm: str | None = None,
+    gate: Any = None,
+) -> TeamGroupChange:
+    app = deps(ctx)
+    scim = _scim(app)
+    tool = "add_team_member_to_group" if action == "added" else "remove_team_member_from_group"
+    args = {"group_id": group_id, "group_name": group_name, "member_id": member_id, "email": email}
+    if gate is not None:
+        args["confirm"] = confirm
+    async with audit(ctx, tool, group_id or group_name, args) as entry:
+        entry.client = scim
+        entry.on_error = lambda exc: scim_error(exc, app, member_id)
         if gate is not None:
-            args["confirm"] = confirm
-        async with audit(ctx, tool, group_id or group_name, args) as entry:
-            entry.client = scim
-            entry.on_error = lambda exc: scim_error(exc, app, member_id)
-            if gate is not None:
-                require_confirmed(gate, action="removed")
-            exactly_one(member_id=member_id, email=email)
-            exactly_one(group_id=group_id, group_name=group_name)
-            user = await find_member(scim, member_id, email)
-            entry.on_error = lambda exc: scim_error(exc, app, user.id, group=group_id or "")
-            group = await find_group(scim, group_id, group_name)
-            entry.target = f"{group.id}/{user.id}"
-            entry.on_error = lambda exc: scim_error(exc, app, user.id, group=group.id)
-            was_member = group.has_member(user.id)
-            proof = await prove_membership(app, scim, group, user, action)
-            entry.outcome = proof.audit_outcome
-        after = proof.answer if isinstance(proof.answer, ScimGroup) else proof.state
-        assert isinstance(after, ScimGroup)
-        warnings = list(proof.notes)
-        if group.members_known and was_member == (action == "added"):  # already as asked when we read it
-            warnings.append(f"the member was {'already' if was_member else 'not'} in the group before this call")
-        return TeamGroupChange(
-            action=action,
-            group=group_of(after),
-            member_id=user.id,
-            email=user.userName,
-            note=GROUP_NOTES[action].format(verified=GROUP_VERIFIED),
-            api_keys_warning=GROUP_API_KEYS_WARNING,
-            warnings=warnings,
-        )
+            require_confirmed(gate, action="removed")
+        exactly_one(member_id=member_id, email=email)
+        exactly_one(group_id=group_id, group_name=group_name)
+        user = await find_member(scim, member_id, email)
+        entry.on_error = lambda exc: scim_error(exc, app, user.id, group=group_id or "")
+        group = await find_group(scim, group_id, group_name)
+        entry.target = f"{group.id}/{user.id}"
+        entry.on_error = lambda exc: scim_error(exc, app, user.id, group=group.id)
+        was_member = group.has_member(user.id)
+        proof = await prove_membership(app, scim, group, user, action)
+        entry.outcome = proof.audit_outcome
+    after = proof.answer if isinstance(proof.answer, ScimGroup) else proof.state
+    assert isinstance(after, ScimGroup)
+    warnings = list(proof.notes)
+    if group.members_known and was_member == (action == "added"):  # already as asked when we read it
+        warnings.append(f"the member was {'already' if was_member else 'not'} in the group before this call")
+    return TeamGroupChange(
+        action=action,
+        group=group_of(after),
+        member_id=user.id,
+        email=user.userName,
+        note=GROUP_NOTES[action].format(verified=GROUP_VERIFIED),
+        api_keys_warning=GROUP_API_KEYS_WARNING,
+        warnings=warnings,
+    )
 
-    @server.tool(annotations=WRITE_IDEMPOTENT)
-    async def add_team_member_to_group(
-        ctx: Context,
-        group_id: GroupId = None,
-        group_name: GroupName = None,
-        member_id: MemberId = None,
-        email: MemberEmail = None,
-    ) -> TeamGroupChange:
-        """Add a Dashboard team member to a SCIM group (may grant roles mapped to it)."""
-        return await change_group(ctx, "added", group_id, group_name, member_id, email)
 
-    @server.tool(annotations=DESTRUCTIVE)
-    async def remove_team_member_from_group(
-        gate: Annotated[ElicitationResult[Confirmation], Resolve(confirm_group_removal)],
-        ctx: Context,
-        group_id: GroupId = None,
-        group_name: GroupName = None,
-        member_id: MemberId = None,
-        email: MemberEmail = None,
-        confirm: Confirm = None,
-    ) -> TeamGroupChange:
-        """Remove a Dashboard team member from a SCIM group (may take roles away); API keys stay valid."""
-        return await change_group(ctx, "removed", group_id, group_name, member_id, email, confirm, gate)
+@tool(WRITE_IDEMPOTENT)
+async def add_team_member_to_group(
+    ctx: Context,
+    group_id: GroupId = None,
+    group_name: GroupName = None,
+    member_id: MemberId = None,
+    email: MemberEmail = None,
+) -> TeamGroupChange:
+    """Add a Dashboard team member to a SCIM group (may grant roles mapped to it)."""
+    return await change_group(ctx, "added", group_id, group_name, member_id, email)
+
+
+@tool(DESTRUCTIVE)
+async def remove_team_member_from_group(
+    gate: Annotated[ElicitationResult[Confirmation], Resolve(confirm_group_removal)],
+    ctx: Context,
+    group_id: GroupId = None,
+    group_name: GroupName = None,
+    member_id: MemberId = None,
+    email: MemberEmail = None,
+    confirm: Confirm = None,
+) -> TeamGroupChange:
+    """Remove a Dashboard team member from a SCIM group (may take roles away); API keys stay valid."""
+    return await change_group(ctx, "removed", group_id, group_name, member_id, email, confirm, gate)
+
+
+TOOLSET = Toolset(
+    name="team",
+    description="Stripe Dashboard team members and groups over SCIM (people who log in to Stripe).",
+    read=(list_team_members, get_team_member, list_team_groups),
+    write=(
+        provision_team_member,
+        deactivate_team_member,
+        delete_team_member,
+        add_team_member_to_group,
+        remove_team_member_from_group,
+    ),
+)

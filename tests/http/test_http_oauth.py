@@ -25,6 +25,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
+from stripe_identity_mcp.toolsets import REGISTRY
 from tests.conftest import elicitation, make_settings
 from tests.http.conftest import INIT, MCP_HEADERS, http_client, http_server
 from tests.http.oauth_issuer import Issuer, SigningKey, running_issuer
@@ -32,7 +33,7 @@ from tests.http.oauth_issuer import Issuer, SigningKey, running_issuer
 AUDIENCE = "https://mcp.example.test/mcp"
 STATE_KEY = "k" * 40
 OTHER_KEY = "o" * 40
-CUSTOMER_READ_TOOLS = {"find_customers_by_email", "get_customer", "list_customers", "search_customers", "customer_history"}
+CUSTOMER_READ_TOOLS = {td.name for ts in REGISTRY if ts.name == "customers" for td in ts.read}  # customers:read
 
 
 @pytest.fixture

@@ -17,12 +17,13 @@ import pytest
 from stripe_identity_mcp.http_auth import load_tokens
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.settings import ConfigError
+from stripe_identity_mcp.toolsets import all_write_tools
 from stripe_identity_mcp.transport_http import HttpOptions, prepare_http
 from tests.conftest import make_settings
 from tests.http.conftest import INIT, MCP_HEADERS, http_client, http_server, make_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
-WRITE_TOOLS = {"create_customer", "update_customer", "delete_customer", "create_portal_session"}
+WRITE_TOOLS = {td.name for td in all_write_tools()}  # the "writes" token: every write tool of every toolset
 
 
 def settings_for(sb: Any, tmp_path: Path, tokens: Path | None, **overrides: Any) -> Any:

@@ -9,18 +9,12 @@ import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
+from stripe_identity_mcp.toolsets import billing, customer_writes
 from tests.conftest import make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
 
-WRITE_TOOLS = {
-    "create_customer",
-    "update_customer",
-    "delete_customer",
-    "create_portal_session",
-    "attach_payment_method",
-    "detach_payment_method",
-}
+WRITE_TOOLS = {td.name for td in customer_writes.TOOLSET.write + billing.TOOLSET.write}
 
 
 def writes(sb: Any, tmp_path: Any, **overrides: Any) -> Any:

@@ -14,15 +14,13 @@ import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
+from stripe_identity_mcp.toolsets import team
 from tests.conftest import SCIM_TOKEN, elicitation, make_settings, mcp_client, running_sandbox
 
 pytestmark = pytest.mark.anyio
 
-READ_TOOLS = {"list_team_members", "get_team_member", "list_team_groups"}
-WRITE_TOOLS = {
-    "provision_team_member", "deactivate_team_member", "delete_team_member",
-    "add_team_member_to_group", "remove_team_member_from_group",
-}  # fmt: skip
+READ_TOOLS = {td.name for td in team.TOOLSET.read}
+WRITE_TOOLS = {td.name for td in team.TOOLSET.write}
 ANSWERS = [None, "accept", "decline", "cancel"]  # None: the client cannot elicit
 CONFIRMS = ["absent", "wrong", "right_email", "right_id"]
 API_KEYS = "does NOT revoke API keys"
