@@ -18,6 +18,9 @@ DEFAULT_API_VERSION = "2023-08-16"
 
 # Share of a live key's global limit an export takes by default (the rest is the merchant's).
 LIVE_EXPORT_SHARE = 0.25
+# The least export budget (requests/s) accepted: below it an export of any size would not finish in a
+# human's lifetime (1e-38 r/s waits ~1e38 s for its first token); 0.1 r/s is 1 000 customers a minute.
+MIN_EXPORT_RATE = 0.1
 
 ALL_TOOLSETS = ("customers", "billing", "team", "connect", "identity", "export")
 
@@ -213,7 +216,7 @@ class Settings(BaseSettings):
     )
     # Share of the key an export may use when --max-rate is not given (see export_rate()).
     export_max_rate: float | None = Field(
-        None, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_EXPORT_MAX_RATE", "export_max_rate")
+        None, ge=MIN_EXPORT_RATE, validation_alias=_env("STRIPE_IDENTITY_MCP_EXPORT_MAX_RATE", "export_max_rate")
     )
     max_retries: int = Field(4, ge=0, le=10, validation_alias=_env("STRIPE_IDENTITY_MCP_MAX_RETRIES", "max_retries"))
     retry_deadline_s: float = Field(

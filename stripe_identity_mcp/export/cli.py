@@ -25,7 +25,7 @@ from stripe_identity_mcp.clients.errors import StripeIdentityError, redact
 from stripe_identity_mcp.export.paths import PathRefused, check_name
 from stripe_identity_mcp.export.writers import format_for
 from stripe_identity_mcp.log_redaction import configure_logging
-from stripe_identity_mcp.settings import ConfigError
+from stripe_identity_mcp.settings import MIN_EXPORT_RATE, ConfigError
 
 PROG = "stripe-identity-mcp export"
 
@@ -152,8 +152,8 @@ def main_export(argv: list[str]) -> int:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 2
         configure_logging(settings.log_level, settings.secrets())
-        if args.max_rate is not None and args.max_rate <= 0:
-            print(f"{PROG}: --max-rate must be > 0", file=sys.stderr)
+        if args.max_rate is not None and not args.max_rate >= MIN_EXPORT_RATE:  # `not >=`: NaN too
+            print(f"{PROG}: --max-rate must be at least {MIN_EXPORT_RATE:g} requests/s", file=sys.stderr)
             return 2
         max_rate = settings.export_rate(args.max_rate)
         line = ProgressLine(args.quiet, max_rate)

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from stripe_identity_mcp.clients.errors import StripeIdentityError
 from stripe_identity_mcp.models.outputs import Compact
+from stripe_identity_mcp.settings import MIN_EXPORT_RATE
 from stripe_identity_mcp.toolsets.base import Toolset, tool
 from stripe_identity_mcp.toolsets.common import READ, Timestamp, deps, iso, to_unix, tool_error
 
@@ -95,7 +96,7 @@ async def export_customers(
     created_lt: Timestamp = None,
     resume: Annotated[bool, Field(description="continue an interrupted one")] = False,
     overwrite: bool = False,
-    max_rate: Annotated[float | None, Field(gt=0, description="requests/s")] = None,  # see Settings.export_rate
+    max_rate: Annotated[float | None, Field(ge=MIN_EXPORT_RATE, description="requests/s")] = None,  # see Settings.export_rate
 ) -> ExportSummary:
     """Export all Stripe customers (or a created range) to JSONL/CSV; resumable; omits ones created after start."""
     from stripe_identity_mcp.export.engine import ExportError, run_export

@@ -44,11 +44,14 @@ async def test_max_rate_is_capped_by_the_endpoint_limit_and_live_default_leaves_
             default = await client.call_tool("export_customers", {"filename": "d.jsonl"})
             lower = await client.call_tool("export_customers", {"filename": "e.jsonl", "max_rate": 2.5})
             bad = await client.call_tool("export_customers", {"filename": "f.jsonl", "max_rate": 0})
+            # A positive budget too small to ever finish was a wait of ~1e38 s for the first token.
+            tiny = await client.call_tool("export_customers", {"filename": "g.jsonl", "max_rate": 1.175494351e-38})
         live = sandbox_stats(sb)["customers"]["live"]
     assert capped.structured_content["max_rate"] == 25.0  # GET /v1/customers' own limit
     assert default.structured_content["max_rate"] == 25.0  # live: a quarter of 100, the rest is the merchant's
     assert lower.structured_content["max_rate"] == 2.5
     assert capped.structured_content["count"] == live > 5 and bad.is_error
+    assert tiny.is_error and "max_rate" in tiny.content[0].text and not (tmp_path / "g.jsonl").exists()
 
 
 async def test_test_mode_default_is_the_endpoint_limit(sandbox: Any, tmp_path: Path) -> None:
@@ -65,8 +68,10 @@ def test_cli_max_rate_in_the_summary(sandbox: Any, tmp_path: Path) -> None:
     assert summary["max_rate"] == 7.0 and summary["requests_per_s"] > 0
     assert summary["requests"] == sandbox_stats(sandbox)["by_endpoint"]["GET /v1/customers"]
     assert "of 7 allowed" in r.stderr
-    refused = run_cli(sandbox, "--out", "n.jsonl", "--max-rate", "0", cwd=tmp_path)
-    assert refused.returncode == 2 and "--max-rate must be > 0" in refused.stderr
+    for bad in ("0", "0.01", "nan"):
+        refused = run_cli(sandbox, "--out", "n.jsonl", "--max-rate", bad, cwd=tmp_path)
+        assert refused.returncode == 2 and "--max-rate must be at least 0.1 requests/s" in refused.stderr, bad
+    assert not (tmp_path / "n.jsonl").exists()
 
 
 async def test_bursty_data_wastes_no_requests_on_empty_windows(sandbox_factory: Any, tmp_path: Path) -> None:
