@@ -363,6 +363,31 @@ class Settings(BaseSettings):
             check_secret_text("STRIPE_IDENTITY_MCP_STATE_KEYS", key)
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        url = value.get_secret_value().strip()
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            # The URL itself is never echoed: it may carry a password.
+            raise ValueError("STRIPE_IDENTITY_MCP_REDIS_URL / --redis-url: expected redis://, rediss:// or unix://")
+        check_secret_text("STRIPE_IDENTITY_MCP_REDIS_URL", url)
+        return SecretStr(url)
+
+    def redis_secrets(self) -> list[str]:
+        """The Redis URL and its password (an error text may show either alone), for redaction."""
+        if self.redis_url is None:
+            return []
+        from urllib.parse import urlsplit
+
+        url = self.redis_url.get_secret_value()
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        return [url] + ([password] if password else [])
+
     def state_key_list(self) -> list[str]:
         """The request-state keys, newest (sealing) first; empty when none are configured."""
         if self.state_keys is None:
@@ -444,6 +469,7 @@ class Settings(BaseSettings):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
         out.extend(self.state_key_list())
+        out.extend(self.redis_secrets())
         return out + self.webhook_secrets()
 
     def webhook_secrets(self) -> list[str]:

@@ -116,8 +116,9 @@ def elicitation(answer: str | None, asked: list[str]) -> dict[str, Any]:
 @pytest.fixture
 def redis_server() -> Iterator[Any]:
     """A real redis-server of this test's own on a free loopback port (tests/redis_server.py)."""
-    from tests.redis_server import RedisServer
+    from tests.redis_server import RedisServer, require_redis_server
 
+    require_redis_server()
     server = RedisServer(Path(tempfile.mkdtemp(prefix="redis-", dir=SCRATCH)))
     server.start()
     try:
