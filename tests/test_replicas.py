@@ -167,3 +167,96 @@ async def test_redis_killed_mid_run_falls_back_to_the_local_share_then_recovers(
         assert assert_no_key_in(redis.url) > 0
     finally:
         redis.stop()
+
+
+def two_clients(sb: Any, pacer: Any) -> tuple[Any, Any]:
+    """Two Stripe clients sharing one pacer: a patient one and one that gives up after 0.5 s."""
+    from stripe_identity_mcp.clients.http import LazyHttpClient, RetryPolicy
+    from stripe_identity_mcp.clients.stripe import StripeClient
+
+    def client(deadline: float) -> StripeClient:
+        return StripeClient(
+            LazyHttpClient(), api_key=SANDBOX_KEY, base_url=sb.base_url, api_version="2024-06-20", pacer=pacer,
+            policy=RetryPolicy(max_retries=0, deadline_s=deadline),
+        )  # fmt: skip
+
+    return client(10.0), client(0.5)
+
+
+async def refund_scenario(pacer: Any) -> int:
+    """One slot, two tokens, a slow Stripe: A holds the slot; B takes the second token, finds no slot in
+    time and fails; once A is done, C (0.5 s to spare, a token every 10 s) goes only if B's came back."""
+    from stripe_identity_mcp.clients.errors import LocalRateLimitError
+
+    with running_sandbox(rate_limit=1000.0, endpoint_rate_limit=1000.0, latency_ms=1500) as sb:
+        patient, hasty = two_clients(sb, pacer)
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(patient.retrieve_customer, CID)
+                while pacer.concurrency.in_flight == 0:  # bounded by fail_after: A holds the slot
+                    await anyio.sleep(0.01)
+                with pytest.raises(LocalRateLimitError, match="in flight"):
+                    await hasty.retrieve_customer(CID)
+                httpx.post(sb.base_url + "/_sandbox/config", json={"latency_ms": 0}, timeout=10)  # C fits in 0.5 s
+            await hasty.retrieve_customer(CID)  # C: sent at once, with B's refunded token
+        return int(stats(sb)["by_endpoint"]["GET /v1/customers/{id}"])
+
+
+async def test_a_request_that_finds_no_concurrency_slot_gives_its_tokens_back():
+    from stripe_identity_mcp.clients.pacing import Pacer, TokenBucket
+
+    assert await refund_scenario(Pacer(TokenBucket(0.1, burst=2.0), max_concurrency=1)) == 2
+
+
+async def test_a_request_that_finds_no_concurrency_slot_gives_its_shared_tokens_back(redis_server):
+    from stripe_identity_mcp.clients.shared_pacing import SharedPacer
+
+    pacer = SharedPacer(RedisLimiter(redis_server.url, SANDBOX_KEY, "test"), 0.1, max_concurrency=1)
+    pacer.global_bucket.burst = 2.0  # the scenario needs two tokens at once (the default burst is 1 at 0.1 r/s)
+    try:
+        assert await refund_scenario(pacer) == 2
+    finally:
+        await pacer.aclose()
+
+
+async def test_unreachable_redis_says_so_once_and_never_shows_its_password(caplog):
+    from tests.redis_server import free_port
+
+    password = "pw-Redis-Secret-4711"
+    url = f"redis://:{password}@127.0.0.1:{free_port()}/0"  # nothing listens there
+    with running_sandbox(rate_limit=1000.0, endpoint_rate_limit=1000.0) as sb:
+        settings = make_settings(sb, scim_token=None, test_rate=30.0, endpoint_rate=30.0, replicas=3, redis_url=url)
+        assert url in settings.secrets() and password in settings.secrets()  # redacted from every log
+        caplog.set_level("INFO", logger="stripe_identity_mcp")
+        async with mcp_client(settings) as client:
+            with anyio.fail_after(30):
+                answers = [await client.call_tool("get_customer", {"customer_id": CID}) for _ in range(6)]
+                report = await client.call_tool("describe_access", {})
+    assert all(not a.is_error for a in answers)
+    budget = report.structured_content["rate_limit"]  # type: ignore[index]
+    assert budget["budget"].startswith("fallback: local 1/3 share") and budget["global"]["rate_per_s"] == 10.0
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "Redis" in r.getMessage()]
+    assert len(warnings) == 1 and "1/3 of every limit" in warnings[0].getMessage()
+    shown = str(report.structured_content) + "".join(r.getMessage() for r in caplog.records)
+    assert password not in shown and url not in shown
+
+
+def test_the_package_serves_without_redis_installed():
+    """redis is an optional extra: imported only when a Redis URL is configured."""
+    code = (
+        "import sys, anyio\n"
+        "sys.modules['redis'] = None  # as if not installed: importing it raises ImportError\n"
+        "from stripe_identity_mcp.deps import make_pacer\n"
+        "from stripe_identity_mcp.settings import ConfigError, Settings\n"
+        "s = Settings(_env_file=None, api_key='sk_test_x')\n"
+        "print(type(make_pacer(s)).__name__)\n"
+        "try:\n"
+        "    make_pacer(Settings(_env_file=None, api_key='sk_test_x', redis_url='redis://127.0.0.1:1/0'))\n"
+        "except ConfigError as e:\n"
+        "    print(e)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=SCRATCH)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "Pacer"
+    assert "install stripe-identity-mcp[redis]" in r.stdout

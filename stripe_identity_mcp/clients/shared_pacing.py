@@ -202,7 +202,9 @@ class SharedPacer(Pacer):
         else:
             out = self.fallback.snapshot()
             out.pop("rate_limited_by_reason", None)
-            out["budget"] = f"fallback: local 1/{self.replicas} share (Redis unreachable; probing every {self.probe_interval_s:.0f} s)"
+            out["budget"] = (
+                f"fallback: local 1/{self.replicas} share (Redis unreachable; probing every {self.probe_interval_s:.0f} s)"
+            )
             if self.concurrency is not None:
                 out["concurrency"] = {"limit": self.concurrency.limit, "in_flight": self.concurrency.in_flight}
             if self.limited:
