@@ -197,7 +197,8 @@ def run_mode(args: argparse.Namespace, shared: bool) -> dict[str, Any]:
             logs.append(lines)
         result = anyio.run(run_bots, urls, token, args.bots, args.seconds, base)
         # A replica that lost Redis says so in its log (one WARNING per state change).
-        result["fallbacks"] = sum("Redis unreachable" in line for lines in logs for line in iter_queue(lines))
+        result["fallback_lines"] = [line for lines in logs for line in iter_queue(lines) if "Redis unreachable" in line]
+        result["fallbacks"] = len(result["fallback_lines"])
         return result
     finally:
         for proc in reversed(procs):
@@ -235,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (1 <= args.replicas <= 10 and 1 <= args.bots <= 100 and 1 <= args.seconds <= 300):
         parser.error("--replicas 1..10, --bots 1..100, --seconds 1..300")
 
-    rows = {"redis": summarise(run_mode(args, True)), "local": summarise(run_mode(args, False))}
+    shared_run = run_mode(args, True)
+    rows = {"redis": summarise(shared_run), "local": summarise(run_mode(args, False))}
     print(f"replicas_bench: {args.replicas} replicas × {args.bots} bots, {args.seconds:g} s per mode, live key, "
           f"sandbox {GLOBAL:g} global / {ENDPOINT:g} per endpoint / {SEARCH:g} search r/s, {args.latency_ms:g} ms latency")  # fmt: skip
     names = ["global", *ENDPOINTS, "429 %", "tool errors", "calls/s", "Redis fallbacks"]
@@ -252,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         and shared["429 %"] < 1.0
         and shared["tool errors"] == 0
     )
+    for line in shared_run.get("fallback_lines", [])[:3]:
+        print(f"  replica log: {line}")
+    for line in shared_run["errors"][:5]:
+        print(f"  error: {line}")
     print(f"  shared budget within the limits, < 1 % 429s, no tool errors: {'yes' if ok else 'NO'}")
     return 0 if ok else 1
 

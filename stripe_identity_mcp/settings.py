@@ -386,7 +386,9 @@ class Settings(BaseSettings):
             password = urlsplit(url).password
         except ValueError:
             password = None
-        return [url] + ([password] if password else [])
+        # A very short password alone would turn every such letter in every log line into [redacted];
+        # inside the URL it is redacted anyway (the URL itself, and userinfo in any URL).
+        return [url] + ([password] if password and len(password) >= 6 else [])
 
     def state_key_list(self) -> list[str]:
         """The request-state keys, newest (sealing) first; empty when none are configured."""

@@ -260,3 +260,28 @@ def test_the_package_serves_without_redis_installed():
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == "Pacer"
     assert "install stripe-identity-mcp[redis]" in r.stdout
+
+
+async def test_a_429_slows_every_replica_sharing_the_key(redis_server):
+    """Replica A is told `endpoint-rate`: B waits on that endpoint only; `global-rate`: on every one."""
+    from stripe_identity_mcp.clients.errors import LocalRateLimitError
+    from stripe_identity_mcp.clients.shared_pacing import SharedPacer
+
+    def replica() -> SharedPacer:
+        return SharedPacer(RedisLimiter(redis_server.url, SANDBOX_KEY, "test"), 100.0, endpoint_rate=25.0)
+
+    a, b = replica(), replica()
+    one, other = "GET /v1/customers/{id}", "GET /v1/customers"
+    try:
+        with anyio.fail_after(10):
+            await a.react(one, "endpoint-rate", 1.0)
+            with pytest.raises(LocalRateLimitError, match="replicas share"):
+                await b.acquire(one, max_wait=0.2)
+            await b.acquire(other, max_wait=0.2)  # the other endpoint is not slowed
+            await a.react(other, "global-rate", 1.0)
+            with pytest.raises(LocalRateLimitError):
+                await b.acquire("GET /v1/subscriptions", max_wait=0.2)  # the whole key waits
+            assert a.shared and b.shared and a.limited == {"endpoint-rate": 1, "global-rate": 1}
+    finally:
+        await a.aclose()
+        await b.aclose()

@@ -40,6 +40,8 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
 
 
 class SharedPacer(Pacer):
+    """A Pacer whose global and endpoint buckets are Redis's, with a local 1/N share as the fallback."""
+
     def __init__(
         self,
         limiter: RedisLimiter,
@@ -119,7 +121,7 @@ class SharedPacer(Pacer):
         deadline = time.monotonic() + max_wait
         await self._probe(max_wait)
         if not self.shared:
-            await self.fallback.acquire(endpoint, max_wait=max_wait)
+            await self.fallback.acquire(endpoint, max_wait=max(0.0, deadline - time.monotonic()))
             return
         name = self.bucket_name(endpoint)
         queue = self._queues.setdefault(name, anyio.Lock())
