@@ -54,7 +54,7 @@ def make_shared_pacer(settings: Settings, url: str) -> Pacer:
     from stripe_identity_mcp.clients.shared_pacing import SharedPacer
 
     return SharedPacer(
-        RedisLimiter(url, settings.secret_key(), settings.mode),
+        RedisLimiter(url, settings.secret_key(), settings.mode, timeout_s=settings.redis_timeout_s),
         settings.rate,
         endpoint_rate=settings.endpoint_rate,
         search_rate=settings.search_rate,

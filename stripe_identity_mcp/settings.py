@@ -295,6 +295,10 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(None, validation_alias=_env("STRIPE_IDENTITY_MCP_REDIS_URL", "redis_url"))
     # While Redis is unreachable a replica paces to 1/replicas of each limit (never unlimited).
     replicas: int = Field(2, ge=1, le=1000, validation_alias=_env("STRIPE_IDENTITY_MCP_REPLICAS", "replicas"))
+    # Bound of each Redis call's connect and read (a replica falls back when Redis is slower than this).
+    redis_timeout_s: float = Field(
+        0.25, gt=0, le=5, validation_alias=_env("STRIPE_IDENTITY_MCP_REDIS_TIMEOUT", "redis_timeout_s")
+    )
 
     # Set when serving against the embedded emulator.
     sandbox: bool = Field(False, validation_alias=_env("STRIPE_IDENTITY_MCP_SANDBOX", "sandbox"))

@@ -29,9 +29,6 @@ import anyio
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-# Every Redis call is bounded: the socket timeouts, then one overall bound per call (a TCP connect to
-# a black-holed host, a slow script). Loopback or a LAN answers in well under a millisecond.
-REDIS_TIMEOUT_S = 0.25
 PREFIX = "sim:rl"
 
 # KEYS: tat_1, slow_1[, tat_2, slow_2]; ARGV: interval_1 (µs), burst_1[, interval_2, burst_2].
@@ -100,7 +97,10 @@ class RedisLimiter:
     no retries of its own: a failure must reach the caller at once, which falls back locally.
     """
 
-    def __init__(self, url: str, api_key: str, mode: str, *, timeout_s: float = REDIS_TIMEOUT_S) -> None:
+    def __init__(self, url: str, api_key: str, mode: str, *, timeout_s: float) -> None:
+        # Every call is bounded (settings.redis_timeout_s): the socket timeouts, then one overall bound
+        # per call (a TCP connect to a black-holed host, a slow script). Loopback or a LAN answers in
+        # well under a millisecond.
         self._url = url
         self.prefix = key_prefix(api_key, mode)
         self.timeout_s = timeout_s
