@@ -9,14 +9,15 @@ Separate processes on loopback:
     alone, as before issue 18).
 
 Then B bots per replica (default 8), each with its own MCP session over streamable HTTP, call
-get_customer / find_customers_by_email / list_customers as fast as the servers let them for
---seconds (default 15). Reported per mode, from the sandbox's own counters over that window:
+get_customer / find_customers_by_email / list_customers (or the --tools given) as fast as the
+servers let them for --seconds (default 15). Reported per mode, from the sandbox's own counters over that window:
 requests/s per endpoint and globally, the share of 429s, and tool errors. Bounded: every tool call
 and the whole phase have timeouts. Exit code 1 when the shared mode exceeds a limit by more than
 the sandbox's one-second burst, or sees ≥ 1 % 429s or any tool error.
 
     python benchmarks/replicas_bench.py                    # 3 replicas × 8 bots, 15 s per mode
     python benchmarks/replicas_bench.py --seconds 5 --bots 4
+    python benchmarks/replicas_bench.py --tools list_customers   # every bot on GET /v1/customers
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from http_load import free_port, read_lines, wait_tcp  # noqa: E402
 
 KEY = "sk_live_sandbox"
 GLOBAL, ENDPOINT, SEARCH = 100.0, 25.0, 20.0  # Stripe's live limits, enforced by the sandbox
+TOOLS = ("get_customer", "find_customers_by_email", "list_customers")
 ENDPOINTS = ("GET /v1/customers", "GET /v1/customers/{id}", "GET /v1/customers/search")
 
 
@@ -72,7 +74,9 @@ def start_replica(
             return proc, match.group(1), lines
 
 
-async def run_bots(urls: list[str], token: str, bots: int, seconds: float, base: str) -> dict[str, Any]:
+async def run_bots(
+    urls: list[str], token: str, bots: int, seconds: float, base: str, tools: list[str]
+) -> dict[str, Any]:
     import anyio
     import httpx
     import httpx2
@@ -102,13 +106,12 @@ async def run_bots(urls: list[str], token: str, bots: int, seconds: float, base:
                 n = index
                 while not stop.is_set():
                     n += 1
-                    kind = n % 3
-                    if kind == 0:
-                        name, args = "get_customer", {"customer_id": ids[n % len(ids)]}
-                    elif kind == 1:
-                        name, args = "find_customers_by_email", {"email": emails[n % len(emails)]}
-                    else:
-                        name, args = "list_customers", {"limit": 10}
+                    name = tools[n % len(tools)]
+                    args: dict[str, Any] = {"limit": 10}
+                    if name == "get_customer":
+                        args = {"customer_id": ids[n % len(ids)]}
+                    elif name == "find_customers_by_email":
+                        args = {"email": emails[n % len(emails)]}
                     try:
                         with anyio.fail_after(40):
                             result = await client.call_tool(name, args)
@@ -195,7 +198,7 @@ def run_mode(args: argparse.Namespace, shared: bool) -> dict[str, Any]:
             procs.append(proc)
             urls.append(url)
             logs.append(lines)
-        result = anyio.run(run_bots, urls, token, args.bots, args.seconds, base)
+        result = anyio.run(run_bots, urls, token, args.bots, args.seconds, base, args.tools)
         # A replica that lost Redis says so in its log (one WARNING per state change).
         result["fallback_lines"] = [line for lines in logs for line in iter_queue(lines) if "Redis unreachable" in line]
         result["fallbacks"] = len(result["fallback_lines"])
@@ -232,13 +235,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bots", type=int, default=8, help="bots (MCP sessions) per replica")
     parser.add_argument("--seconds", type=float, default=15.0, help="measured window per mode")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="sandbox latency per Stripe request")
+    parser.add_argument(
+        "--tools",
+        type=lambda v: [t.strip() for t in v.split(",") if t.strip()],
+        default=list(TOOLS),
+        help=f"read tools the bots cycle through (default: {','.join(TOOLS)})",
+    )
     args = parser.parse_args(argv)
+    if not args.tools or any(t not in TOOLS for t in args.tools):
+        parser.error(f"--tools: a comma-separated subset of {','.join(TOOLS)}")
     if not (1 <= args.replicas <= 10 and 1 <= args.bots <= 100 and 1 <= args.seconds <= 300):
         parser.error("--replicas 1..10, --bots 1..100, --seconds 1..300")
 
     shared_run = run_mode(args, True)
     rows = {"redis": summarise(shared_run), "local": summarise(run_mode(args, False))}
-    print(f"replicas_bench: {args.replicas} replicas × {args.bots} bots, {args.seconds:g} s per mode, live key, "
+    print(f"replicas_bench: {args.replicas} replicas × {args.bots} bots ({','.join(args.tools)}), {args.seconds:g} s per mode, live key, "
           f"sandbox {GLOBAL:g} global / {ENDPOINT:g} per endpoint / {SEARCH:g} search r/s, {args.latency_ms:g} ms latency")  # fmt: skip
     names = ["global", *ENDPOINTS, "429 %", "tool errors", "calls/s", "Redis fallbacks"]
     print(f"  {'':28} {'with Redis':>12} {'without':>12}")
