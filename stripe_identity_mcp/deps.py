@@ -42,7 +42,8 @@ def make_pacer(settings: Settings) -> Pacer:
     )
 
 
-def make_shared_pacer(settings: Settings, url: str) -> Pacer:
+def require_redis() -> None:
+    """ConfigError unless redis-py (the optional extra) is importable; `serve` checks it at start-up."""
     try:
         import redis  # noqa: F401 - the optional extra, imported only when configured
     except ImportError:
@@ -50,6 +51,10 @@ def make_shared_pacer(settings: Settings, url: str) -> Pacer:
             "STRIPE_IDENTITY_MCP_REDIS_URL is set but the redis package is not installed: "
             "install stripe-identity-mcp[redis] (or unset it to pace this process alone)"
         ) from None
+
+
+def make_shared_pacer(settings: Settings, url: str) -> Pacer:
+    require_redis()
     from stripe_identity_mcp.clients.redis_limiter import RedisLimiter
     from stripe_identity_mcp.clients.shared_pacing import SharedPacer
 

@@ -271,12 +271,18 @@ def test_the_package_serves_without_redis_installed():
         "    make_pacer(Settings(_env_file=None, api_key='sk_test_x', redis_url='redis://127.0.0.1:1/0'))\n"
         "except ConfigError as e:\n"
         "    print(e)\n"
+        "from stripe_identity_mcp.cli import main\n"
+        "try:\n"
+        "    main(['serve', '--api-key', 'sk_test_x', '--redis-url', 'redis://127.0.0.1:1/0'])\n"
+        "except SystemExit as e:\n"
+        "    print('exit', e.code)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=SCRATCH)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == "Pacer"
     assert "install stripe-identity-mcp[redis]" in r.stdout
+    assert r.stdout.splitlines()[-1] == "exit 2" and "install stripe-identity-mcp[redis]" in r.stderr  # serve refuses
 
 
 async def test_a_429_slows_every_replica_sharing_the_key(redis_server):
