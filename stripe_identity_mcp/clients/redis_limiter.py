@@ -156,9 +156,9 @@ class RedisLimiter:
         await self._call("slow", [self.bucket_keys(bucket)[1]], [max(1, math.ceil(seconds * 1000))])
 
     async def ping(self) -> None:
-        client = self._client()
-        with anyio.fail_after(self.timeout_s * 2):
-            await client.ping()
+        """The take script over no bucket: Redis answers *and* runs it (a PING alone would flip a
+        replica back to sharing when a Redis that cannot run the script answers)."""
+        await self._call("take", [], [])
 
     async def aclose(self) -> None:
         if self._redis is not None:
