@@ -167,6 +167,10 @@ def serve(args: argparse.Namespace) -> int:
             settings = settings_from_args(args, **sandbox_overrides)
             settings.secret_key()
             settings.mode  # noqa: B018 - validates the key prefix
+            if settings.redis_url is not None:
+                from stripe_identity_mcp.deps import require_redis
+
+                require_redis()  # a sentence now, not a failed lifespan later
         except (ConfigError, ValueError) as exc:
             print(f"stripe-identity-mcp: {exc}", file=sys.stderr)
             return 2

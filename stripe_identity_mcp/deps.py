@@ -14,7 +14,7 @@ from stripe_identity_mcp.audit_log import AuditLog
 from stripe_identity_mcp.clients.http import LazyHttpClient, RetryPolicy, TokenBucket
 from stripe_identity_mcp.clients.pacing import Pacer
 from stripe_identity_mcp.clients.stripe import StripeClient
-from stripe_identity_mcp.settings import Settings
+from stripe_identity_mcp.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
     from stripe_identity_mcp.clients.scim import ScimClient
@@ -49,13 +49,44 @@ class AppDeps:
 
 
 def make_pacer(settings: Settings) -> Pacer:
-    """Stripe's model: the key's global limit (live/test) and each endpoint's own (clients/pacing.py)."""
+    """Stripe's model: the key's global limit (live/test) and each endpoint's own (clients/pacing.py);
+    with `redis_url`, the same budgets shared by every replica (clients/shared_pacing.py)."""
+    if settings.redis_url is not None:
+        return make_shared_pacer(settings, settings.redis_url.get_secret_value())
     return Pacer(
         TokenBucket(settings.rate),
         endpoint_rate=settings.endpoint_rate,
         search_rate=settings.search_rate,
         endpoint_rates=settings.endpoint_rates,
         max_concurrency=settings.max_concurrency,
+    )
+
+
+def require_redis() -> None:
+    """ConfigError unless redis-py (the optional extra) is importable; `serve` checks it at start-up."""
+    try:
+        import redis  # noqa: F401 - the optional extra, imported only when configured
+    except ImportError:
+        raise ConfigError(
+            "STRIPE_IDENTITY_MCP_REDIS_URL is set but the redis package is not installed: "
+            "install stripe-identity-mcp[redis] (or unset it to pace this process alone)"
+        ) from None
+
+
+def make_shared_pacer(settings: Settings, url: str) -> Pacer:
+    require_redis()
+    from stripe_identity_mcp.clients.redis_limiter import RedisLimiter
+    from stripe_identity_mcp.clients.shared_pacing import SharedPacer
+
+    return SharedPacer(
+        RedisLimiter(url, settings.secret_key(), settings.mode, timeout_s=settings.redis_timeout_s),
+        settings.rate,
+        endpoint_rate=settings.endpoint_rate,
+        search_rate=settings.search_rate,
+        endpoint_rates=settings.endpoint_rates,
+        max_concurrency=settings.max_concurrency,
+        replicas=settings.replicas,
+        secrets=settings.secrets(),
     )
 
 
@@ -82,7 +113,9 @@ def make_scim(settings: Settings, http: LazyHttpClient) -> ScimClient | None:
 @asynccontextmanager
 async def open_deps(settings: Settings) -> AsyncIterator[AppDeps]:
     http = LazyHttpClient(timeout_s=settings.timeout_s)
+    stripe = make_stripe(settings, http)
     try:
-        yield AppDeps(settings=settings, stripe=make_stripe(settings, http), scim=make_scim(settings, http))
+        yield AppDeps(settings=settings, stripe=stripe, scim=make_scim(settings, http))
     finally:
+        await stripe.pacer.aclose()
         await http.aclose()

@@ -307,6 +307,10 @@ class Settings(BaseSettings):
     stream_ttl_s: float = Field(
         900.0, ge=1, le=86_400, validation_alias=_env("STRIPE_IDENTITY_MCP_STREAM_TTL", "stream_ttl_s")
     )
+    # Bound of each Redis call's connect and read (a replica falls back when Redis is slower than this).
+    redis_timeout_s: float = Field(
+        0.25, gt=0, le=5, validation_alias=_env("STRIPE_IDENTITY_MCP_REDIS_TIMEOUT", "redis_timeout_s")
+    )
 
     # Set when serving against the embedded emulator.
     sandbox: bool = Field(False, validation_alias=_env("STRIPE_IDENTITY_MCP_SANDBOX", "sandbox"))
@@ -374,6 +378,33 @@ class Settings(BaseSettings):
         for key in keys:
             check_secret_text("STRIPE_IDENTITY_MCP_STATE_KEYS", key)
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        url = value.get_secret_value().strip()
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            # The URL itself is never echoed: it may carry a password.
+            raise ValueError("STRIPE_IDENTITY_MCP_REDIS_URL / --redis-url: expected redis://, rediss:// or unix://")
+        check_secret_text("STRIPE_IDENTITY_MCP_REDIS_URL", url)
+        return SecretStr(url)
+
+    def redis_secrets(self) -> list[str]:
+        """The Redis URL and its password (an error text may show either alone), for redaction."""
+        if self.redis_url is None:
+            return []
+        from urllib.parse import urlsplit
+
+        url = self.redis_url.get_secret_value()
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        # A very short password alone would turn every such letter in every log line into [redacted];
+        # inside the URL it is redacted anyway (the URL itself, and userinfo in any URL).
+        return [url] + ([password] if password and len(password) >= 6 else [])
 
     def state_key_list(self) -> list[str]:
         """The request-state keys, newest (sealing) first; empty when none are configured."""
@@ -456,6 +487,7 @@ class Settings(BaseSettings):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
         out.extend(self.state_key_list())
+        out.extend(self.redis_secrets())
         return out + self.webhook_secrets()
 
     def webhook_secrets(self) -> list[str]:

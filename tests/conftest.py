@@ -116,13 +116,9 @@ def elicitation(answer: str | None, asked: list[str]) -> dict[str, Any]:
 @pytest.fixture
 def redis_server() -> Iterator[Any]:
     """A real redis-server of this test's own on a free loopback port (tests/redis_server.py)."""
-    from tests.redis_server import REDIS_SERVER, RedisServer
+    from tests.redis_server import RedisServer, require_redis_server
 
-    if REDIS_SERVER is None:  # CI installs it (.ci/run): there a missing server is a failure, not a skip
-        message = "redis-server is not installed (Debian: apt-get install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_redis_server()
     server = RedisServer(Path(tempfile.mkdtemp(prefix="redis-", dir=SCRATCH)))
     server.start()
     try:

@@ -16,6 +16,21 @@ from pathlib import Path
 REDIS_SERVER = shutil.which("redis-server")
 
 
+def require_redis_server() -> None:
+    """Skip the calling test when redis-server is missing, with the reason, but fail it in CI (CI set):
+    CI installs redis-server (.ci/run), so a missing one there is a broken setup, not a skip."""
+    if REDIS_SERVER is not None:
+        return
+    import os
+
+    import pytest
+
+    reason = "redis-server is not installed (Debian: apt-get install redis-server)"
+    if os.environ.get("CI"):
+        pytest.fail(reason + "; CI must have it", pytrace=False)
+    pytest.skip(reason)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

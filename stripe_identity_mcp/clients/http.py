@@ -294,7 +294,11 @@ class HttpApi:
         await pacer.acquire(endpoint, max_wait=remaining)
         slot = None
         if pacer.concurrency is not None:
-            slot = await pacer.concurrency.acquire(max_wait=remaining - (time.monotonic() - paced_from))
+            try:
+                slot = await pacer.concurrency.acquire(max_wait=remaining - (time.monotonic() - paced_from))
+            except LocalRateLimitError:
+                await pacer.refund(endpoint)  # never sent: the pacing tokens it took go back
+                raise
         try:
             return await self._send(method, url, trace, endpoint, remaining - (time.monotonic() - paced_from), **kwargs)
         finally:
@@ -351,7 +355,7 @@ class HttpApi:
         elif response.status_code == 429:
             self.stats.rate_limited += 1
             reason = response.headers.get("stripe-rate-limited-reason")
-            pacer.rate_limited(endpoint, reason, wait_hint)
+            await pacer.react(endpoint, reason, wait_hint)
         if retry:
             raise _Retryable(error, wait_hint)
         raise error

@@ -173,6 +173,17 @@ class ConcurrencyLimit:
         self._limiter.release_on_behalf_of(token)
 
 
+def slowed_by(reason: str) -> str | None:
+    """What a 429's `Stripe-Rate-Limited-Reason` slows: "endpoint", "key", "concurrency" or nothing."""
+    if reason == "endpoint-rate":
+        return "endpoint"
+    if reason in ("global-concurrency", "endpoint-concurrency"):
+        return "concurrency"
+    if reason == "resource-specific":
+        return None  # one object's own limit (e.g. updates per PaymentIntent): only this request backs off
+    return "key"  # global-rate, or no reason given (older API, a proxy): the whole key slows down
+
+
 class Pacer:
     """All buckets of one key and mode: the global one, one per endpoint (made on first use), search.
 
@@ -204,8 +215,12 @@ class Pacer:
             return self.search_rate
         return self.endpoint_rate
 
+    def bucket_name(self, endpoint: str) -> str:
+        """The endpoint's bucket: its own, or the one all search endpoints share."""
+        return SEARCH if is_search(endpoint) and endpoint not in self.endpoint_rates else endpoint
+
     def bucket_for(self, endpoint: str) -> TokenBucket | None:
-        name = SEARCH if is_search(endpoint) and endpoint not in self.endpoint_rates else endpoint
+        name = self.bucket_name(endpoint)
         bucket = self.buckets.get(name)
         if bucket is None:
             rate = self.limit_of(endpoint)
@@ -235,6 +250,13 @@ class Pacer:
                 own.refund()  # nothing was sent: the endpoint token was never used
             raise
 
+    async def refund(self, endpoint: str) -> None:
+        """Give back what `acquire` took for a request that was then never sent (no concurrency slot)."""
+        own = self.bucket_for(endpoint)
+        if own is not None:
+            own.refund()
+        self.global_bucket.refund()
+
     def observe(self, endpoint: str, headers: Mapping[str, str]) -> None:
         # Stripe-Ratelimit-* (where sent) describe the key's allocation: the global bucket.
         self.global_bucket.observe(headers)
@@ -243,16 +265,22 @@ class Pacer:
         """A rate-limit 429 (not a lock timeout): slow what its reason names."""
         reason = (reason or "").strip().lower()
         self.limited[reason or "unnamed"] = self.limited.get(reason or "unnamed", 0) + 1
-        if reason == "endpoint-rate":
+        slowed = slowed_by(reason)
+        if slowed == "endpoint":
             own = self.bucket_for(endpoint)
             (own or self.global_bucket).penalise(wait or 1.0)
-        elif reason in ("global-concurrency", "endpoint-concurrency"):
+        elif slowed == "concurrency":
             if self.concurrency is not None:
                 self.concurrency.cut()
-        elif reason == "resource-specific":
-            pass  # one object's own limit (e.g. updates per PaymentIntent): only this request backs off
-        else:  # global-rate, or no reason given (older API, a proxy): the whole key slows down
+        elif slowed == "key":
             self.global_bucket.penalise(wait or 1.0)
+
+    async def react(self, endpoint: str, reason: str | None, wait: float | None) -> None:
+        """`rate_limited`, for callers that may await (a shared budget tells the other replicas too)."""
+        self.rate_limited(endpoint, reason, wait)
+
+    async def aclose(self) -> None:
+        """Release what the pacer holds (nothing locally; a shared one's connections)."""
 
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {"global": self.global_bucket.snapshot()}
