@@ -29,6 +29,26 @@ split by density again. A window inside a second holding a page or more (an impo
 only) peels the range below that second off at once, and its requests go first at the scan's own
 gate (`gate.py`), because that chain sets the export's length.
 
+Two ends
+--------
+A window can also be paged from its oldest end: `ending_before=<a customer older than the window>`
+with the window's `created` filter returns the window's oldest 100 customers (newest first, like every
+list page; `ending_before` counts positions in the whole list, so any older customer works — the newest
+one seen is used), and each next page starts `ending_before` its newest record. A window opens its
+oldest end once its first page showed data and such a customer is known (any page may show one), so a
+window needs no density guess to get two cursors, and an import anywhere in it is paged from both
+sides. The ends meet exactly: a record already written from the other end — older than its
+cursor's second, or of that second and among its ids (`at_top` / `at_low`, the ids of the cursor's
+second, as for deleted-cursor recovery) — stops the page and finishes the window; a page from the
+other end still in flight is then dropped. When the ends are probably less than a page apart (by the
+density both have seen; unknown inside one second), only one of them asks. A two-ended window is
+split between its ends: the part below takes the oldest end (a page of it in flight follows it, see
+`low_ticket`), the part above keeps the newest end. If the oldest end's cursor and fallbacks are
+deleted, it stops and the newest end pages the rest, stopping where the oldest one did.
+
+New windows are split off only when no request waits at the gate: while requests queue, more windows
+would add partial last pages (and empty first ones) without adding speed.
+
 Worker count: `rate × latency × 1.2 + 1` (latency = fastest observed list call), 2 … 32, unless given.
 
 Semantics (documented for users)
@@ -220,8 +240,10 @@ class Scanner:
         # The export's own share of the key (requests/s), on top of the client's endpoint and global
         # buckets: those keep the key within Stripe's limits, this leaves the merchant's traffic room.
         self.max_rate = max_rate
-        # The scan's own pace (its budget, or the list endpoint's): longest chains first (gate.py).
-        self.gate = PriorityGate(self.rate, burst=stripe.pacer.burst_for(LIST_ENDPOINT))
+        # The scan's own pace (its budget, or the list endpoint's): longest chains first (gate.py). Its
+        # burst never exceeds one second of that pace: a budget of R/s is never R+ requests in a second
+        # (with two ends, enough windows are ready at once to use any burst the client's bucket allows).
+        self.gate = PriorityGate(self.rate, burst=min(stripe.pacer.burst_for(LIST_ENDPOINT), max(1.0, self.rate)))
         self.windows = [w for w in windows if not w.done]
         self.sink = sink
         self.extra = extra_params or {}
@@ -518,16 +540,14 @@ class Scanner:
                 break
             kept.append(customer)
         if kept:
-            bottom, own = w.low_created, set(w.at_low)
-            # Only after a fallback cursor can a page return records of this end's second already written.
-            fresh = [c for c in kept if not (c["created"] == bottom and c["id"] in own)]
-            if fresh:
-                self.sink(fresh)
-            self.records += len(fresh)
-            w.low_fetched += len(fresh)
+            # Nothing here was written before: this end never restarts at a second (a fallback cursor is
+            # the next older record, so the page after it starts right after the deleted one).
+            self.sink(kept)
+            self.records += len(kept)
+            w.low_fetched += len(kept)
             last = kept[-1]
             same = [c["id"] for c in kept if c["created"] == last["created"]]
-            w.at_low = same if last["created"] != bottom else w.at_low + [i for i in same if i not in own]
+            w.at_low = same if last["created"] != w.low_created else w.at_low + same
             w.low_cursor, w.low_created = last["id"], last["created"]
             w.low_fallback = [c["id"] for c in kept[-4:-1]]
         self.pages += 1
