@@ -141,6 +141,9 @@ class Window:
     low_stopped: bool = False  # its cursor and fallbacks were deleted: the newest-first cursor ends alone
     low_busy: bool = False
     low_fetched: int = field(default=0, repr=False, compare=False)
+    # `created` of the first record each end wrote (in memory): the span each end's data covers.
+    top_first: int | None = field(default=None, repr=False, compare=False)
+    low_first: int | None = field(default=None, repr=False, compare=False)
     anchor: str | None = field(default=None, repr=False, compare=False)
     # While a page of the oldest end is in flight: [the window that page belongs to] (a split moves it).
     low_ticket: list[Window] | None = field(default=None, repr=False, compare=False)
@@ -255,6 +258,7 @@ class Scanner:
         self.records = 0
         self.pages = 0
         self.splits = 0
+        self.dropped = 0  # pages answered after the other end had finished their window
         self._event = anyio.Event()
 
     # scheduling ---------------------------------------------------------------------------------
@@ -358,6 +362,7 @@ class Scanner:
             if w.low_created is not None and w.low_cursor is not None:
                 w.anchor, w.anchor_created = w.low_cursor, w.low_created
             w.low_cursor, w.low_created, w.low_fallback, w.at_low = None, None, [], []
+            new.low_fetched, new.low_first, w.low_fetched, w.low_first = w.low_fetched, w.low_first, 0, None
             w.low_stopped = w.low_busy = False
         w.child_pending = True
         w.gte = mid
@@ -367,14 +372,19 @@ class Scanner:
 
     @staticmethod
     def _both_density(w: Window) -> float | None:
-        """Customers per second seen from both ends (each over the span it covered from its bound)."""
-        if not w.fetched or not w.low_fetched or w.cursor_created is None or w.low_created is None:
+        """Customers per second over the seconds the data of both ends covered (from each end's first
+        record): an overestimate across an empty stretch between them. None when not known (an end
+        has no record yet, or after a resume)."""
+        t, b, tf, bf = w.cursor_created, w.low_created, w.top_first, w.low_first
+        if t is None or b is None or tf is None or bf is None or not w.fetched or not w.low_fetched:
             return None
-        return (w.fetched + w.low_fetched) / max(1, (w.lt - w.cursor_created) + (w.low_created - w.gte + 1))
+        return (w.fetched + w.low_fetched) / max(1, (tf - t + 1) + (b - bf + 1))
 
-    def _gap_within_page(self, w: Window) -> bool:
-        """Are the two ends probably less than a page apart? (Not known inside one second: an import.)"""
-        rho = self._both_density(w)
+    @classmethod
+    def _gap_within_page(cls, w: Window) -> bool:
+        """Are the two ends probably less than a page apart? (An overestimated density makes this say
+        no: a wrong guess costs a page, not time.) Not known inside one second (an import)."""
+        rho = cls._both_density(w)
         if rho is None or w.cursor_created is None or w.low_created is None or w.cursor_created == w.low_created:
             return False
         return rho * (w.cursor_created - w.low_created) < PAGE
@@ -382,7 +392,10 @@ class Scanner:
     @classmethod
     def _between_ends(cls, w: Window) -> tuple[float, int] | None:
         """(estimated count, split second) for a window paged from both ends, or None: split at the
-        middle of what lies between the two cursors, clear of the pages in flight."""
+        middle of what lies between the two cursors, clear of the pages in flight. The overestimate
+        across an empty stretch is wanted: the part below then pages the next cluster (an import above
+        the oldest end, say) from its newest end while the oldest end pages it from below, and the part
+        above opens its own oldest end at the bottom of the cluster its newest end is in."""
         if w.low_created is None or w.cursor_created is None or w.low_stopped:
             return None
         rho = cls._both_density(w)
@@ -404,9 +417,13 @@ class Scanner:
 
     @staticmethod
     def _priority(w: Window) -> float:
-        """A window inside a bulk import (a page or more in one second) is a chain only its cursor can
-        page: it goes first. Then windows not paged yet (their first page shows where data is)."""
+        """A window inside a bulk import (a page or more in one second) is a chain only its cursors can
+        page: it goes first; so does a window that can be neither split (its split-off was empty) nor
+        paged from below (no older customer known: the oldest data). Then windows not paged yet (their
+        first page shows where data is)."""
         if len(w.at_top or ()) >= PAGE or len(w.at_low) >= PAGE:
+            return 2.0
+        if w.no_split and not w.two_ended and w.anchor is None and w.cursor is not None:
             return 2.0
         return 1.0 if w.cursor is None else 0.0
 
@@ -507,6 +524,8 @@ class Scanner:
                 self.sink(fresh)
             w.fetched += len(fresh)
             self.records += len(fresh)
+            if w.top_first is None and fresh:
+                w.top_first = fresh[0]["created"]
             last = kept[-1]  # even when every record was skipped: the cursor must move on
             same = [c["id"] for c in kept if c["created"] == last["created"]]
             if last["created"] != top:
@@ -545,6 +564,8 @@ class Scanner:
             self.sink(kept)
             self.records += len(kept)
             w.low_fetched += len(kept)
+            if w.low_first is None:
+                w.low_first = kept[0]["created"]
             last = kept[-1]
             same = [c["id"] for c in kept if c["created"] == last["created"]]
             w.at_low = same if last["created"] != w.low_created else w.at_low + same
@@ -585,6 +606,7 @@ class Scanner:
             if body is None or w.done:
                 # That end could not go on, or the other end finished the window while this page was
                 # in flight: the page repeats what was written (its request is counted all the same).
+                self.dropped += body is not None
                 self._changed()
                 continue
             self._retarget(time.monotonic() - started)
