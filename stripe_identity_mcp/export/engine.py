@@ -320,6 +320,16 @@ class Scanner:
         w.low_cursor = w.anchor
         return w, True
 
+    def _may_split(self) -> bool:
+        """A new window only when the pipe would otherwise run short: no request waits at the gate, or
+        fewer cursors than the requests that must be in flight to keep the pace (rate × latency) —
+        so the last windows are split before they page alone. More windows than that add partial
+        last pages (and empty first ones) without adding speed."""
+        if not self.gate.waiting:
+            return True
+        cursors = sum(1 + (w.low_cursor is not None) for w in self.windows if not w.done)
+        return cursors < max(2, self.target - 1)
+
     def _split(self) -> Window | None:
         best: tuple[float, Window, int] | None = None
         for w in self.windows:
@@ -580,7 +590,7 @@ class Scanner:
         while self.windows:
             event = self._event
             picked = self._pick() if index < self.target else None
-            if picked is None and index < self.target and not self.gate.waiting:
+            if picked is None and index < self.target and self._may_split():
                 split = self._split()
                 picked = (split, False) if split is not None else self._open_low()
             if picked is None:
