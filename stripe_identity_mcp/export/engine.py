@@ -46,8 +46,10 @@ split between its ends: the part below takes the oldest end (a page of it in fli
 `low_ticket`), the part above keeps the newest end. If the oldest end's cursor and fallbacks are
 deleted, it stops and the newest end pages the rest, stopping where the oldest one did.
 
-New windows are split off only when no request waits at the gate: while requests queue, more windows
-would add partial last pages (and empty first ones) without adding speed.
+New windows are split off only when no request waits at the gate, or fewer cursors are left than
+requests must be in flight to keep the pace: while requests queue, more windows would add partial
+last pages (and empty first ones) without adding speed. Imports, and the oldest data when it can be
+neither split nor paged from below, go first at the gate: those chains set the export's length.
 
 Worker count: `rate × latency × 1.2 + 1` (latency = fastest observed list call), 2 … 32, unless given.
 
@@ -151,7 +153,7 @@ class Window:
 
     @property
     def two_ended(self) -> bool:
-        """Paged from both ends (or was): never split, the two cursors meet wherever the data is."""
+        """Paged from both ends (or was): split only between its ends (`Scanner._between_ends`)."""
         return self.low_cursor is not None or self.low_created is not None or self.low_stopped
 
     def by_top(self, c: dict[str, Any], top_ids: set[str]) -> bool:
@@ -293,32 +295,13 @@ class Scanner:
 
     @staticmethod
     def _low_ready(w: Window) -> bool:
-        """Page `w` from its oldest end too? Yes for a bulk import (a page or more in one second, which
-        no split can share out), once a customer older than it is known to start from."""
+        """Page `w` from its oldest end too? Yes once its first page showed data and a customer older
+        than it is known to start from (not for a version-1 checkpoint's window: `at_top` unknown)."""
         if w.low_cursor is not None:
             return True
         if w.low_created is not None or w.low_stopped or w.anchor is None or w.at_top is None:
             return False
         return w.cursor is not None
-
-    def _open_low(self) -> tuple[Window, bool] | None:
-        """No idle cursor and nothing worth splitting: open the oldest end of the biggest window that
-        has data and a known older customer. Two cursors share a window without any density guess:
-        they meet wherever its customers are, so the last windows do not end one cursor at a time."""
-        best: tuple[float, Window] | None = None
-        for w in self.windows:
-            if w.done or w.two_ended or w.anchor is None or w.at_top is None or w.cursor is None:
-                continue
-            key = w.estimate() or 0.0
-            if not w.no_split and key >= MIN_SPLIT:
-                continue  # still splittable by density (perhaps once its split-off shows its first page)
-            if best is None or key > best[0]:
-                best = (key, w)
-        if best is None:
-            return None
-        w = best[1]
-        w.low_cursor = w.anchor
-        return w, True
 
     def _may_split(self) -> bool:
         """A new window only when the pipe would otherwise run short: no request waits at the gate, or
@@ -592,7 +575,7 @@ class Scanner:
             picked = self._pick() if index < self.target else None
             if picked is None and index < self.target and self._may_split():
                 split = self._split()
-                picked = (split, False) if split is not None else self._open_low()
+                picked = None if split is None else (split, False)
             if picked is None:
                 await event.wait()
                 continue
