@@ -9,6 +9,10 @@ Version 2 adds `at_top` per window: the ids already written whose `created` equa
 the cursor customer (and its fallbacks) were deleted, the window restarts at that second and skips
 exactly those ids (see engine.py). Version 1 checkpoints still load, with `at_top` unknown (None).
 
+Version 3 adds a window's second cursor, paging it from its oldest end (`ending_before`, engine.py):
+`low_cursor`, `low_created`, `low_fallback` and `at_low` mirror the newest-first ones. Version 1 and 2
+checkpoints load without one (the window is paged from its newest end only, as they were).
+
 The checkpoint sits in a directory others may write to: the temp file is created exclusively and
 never through a symlink, and the checkpoint is read without following one.
 """
@@ -21,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass
@@ -34,6 +38,11 @@ class WindowState:
     fallback: list[str] = field(default_factory=list)
     fetched: int = 0
     at_top: list[str] | None = None  # None: unknown (a version-1 checkpoint)
+    low_cursor: str | None = None
+    low_created: int | None = None
+    low_fallback: list[str] = field(default_factory=list)
+    at_low: list[str] = field(default_factory=list)
+    low_stopped: bool = False
 
 
 @dataclass
@@ -59,6 +68,8 @@ class Checkpoint:
         for w in windows:  # the file sits in a shared directory: a skip set must be ids, not anything
             if w.at_top is not None and not (isinstance(w.at_top, list) and all(isinstance(i, str) for i in w.at_top)):
                 raise ValueError("checkpoint window at_top is not a list of ids")
+            if not (isinstance(w.at_low, list) and all(isinstance(i, str) for i in w.at_low)):
+                raise ValueError("checkpoint window at_low is not a list of ids")
         if data["format"] not in ("jsonl", "csv"):
             raise ValueError(f"checkpoint format {data['format']!r} is not jsonl or csv")
         fields = {k: data[k] for k in ("format", "created_gte", "created_lt", "offset", "count")}

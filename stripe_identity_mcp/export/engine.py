@@ -29,6 +29,28 @@ split by density again. A window inside a second holding a page or more (an impo
 only) peels the range below that second off at once, and its requests go first at the scan's own
 gate (`gate.py`), because that chain sets the export's length.
 
+Two ends
+--------
+A window can also be paged from its oldest end: `ending_before=<a customer older than the window>`
+with the window's `created` filter returns the window's oldest 100 customers (newest first, like every
+list page; `ending_before` counts positions in the whole list, so any older customer works — the newest
+one seen is used), and each next page starts `ending_before` its newest record. A window opens its
+oldest end once its first page showed data and such a customer is known (any page may show one), so a
+window needs no density guess to get two cursors, and an import anywhere in it is paged from both
+sides. The ends meet exactly: a record already written from the other end — older than its
+cursor's second, or of that second and among its ids (`at_top` / `at_low`, the ids of the cursor's
+second, as for deleted-cursor recovery) — stops the page and finishes the window; a page from the
+other end still in flight is then dropped. When the ends are probably less than a page apart (by the
+density both have seen; unknown inside one second), only one of them asks. A two-ended window is
+split between its ends: the part below takes the oldest end (a page of it in flight follows it, see
+`low_ticket`), the part above keeps the newest end. If the oldest end's cursor and fallbacks are
+deleted, it stops and the newest end pages the rest, stopping where the oldest one did.
+
+New windows are split off only when no request waits at the gate, or fewer cursors are left than
+requests must be in flight to keep the pace: while requests queue, more windows would add partial
+last pages (and empty first ones) without adding speed. Imports, and the oldest data when it can be
+neither split nor paged from below, go first at the gate: those chains set the export's length.
+
 Worker count: `rate × latency × 1.2 + 1` (latency = fastest observed list call), 2 … 32, unless given.
 
 Semantics (documented for users)
@@ -112,6 +134,37 @@ class Window:
     parent: Window | None = field(default=None, repr=False, compare=False)
     child_pending: bool = False
     no_split: bool = False
+    # The second cursor, paging up from the oldest end (see "Two ends" in the module doc). Its first
+    # cursor is `anchor`, a customer older than `gte` (in memory only: any page may show one).
+    low_cursor: str | None = None
+    low_created: int | None = None  # None: nothing written from this end yet
+    low_fallback: list[str] = field(default_factory=list)
+    at_low: list[str] = field(default_factory=list)  # ids written from this end whose created == low_created
+    low_stopped: bool = False  # its cursor and fallbacks were deleted: the newest-first cursor ends alone
+    low_busy: bool = False
+    low_fetched: int = field(default=0, repr=False, compare=False)
+    # `created` of the first record each end wrote (in memory): the span each end's data covers.
+    top_first: int | None = field(default=None, repr=False, compare=False)
+    low_first: int | None = field(default=None, repr=False, compare=False)
+    anchor: str | None = field(default=None, repr=False, compare=False)
+    # While a page of the oldest end is in flight: [the window that page belongs to] (a split moves it).
+    low_ticket: list[Window] | None = field(default=None, repr=False, compare=False)
+    anchor_created: int | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def two_ended(self) -> bool:
+        """Paged from both ends (or was): split only between its ends (`Scanner._between_ends`)."""
+        return self.low_cursor is not None or self.low_created is not None or self.low_stopped
+
+    def by_top(self, c: dict[str, Any], top_ids: set[str]) -> bool:
+        """Already written from the newest end (everything above the cursor, and `at_top` of its second)."""
+        t = self.cursor_created
+        return t is not None and (c["created"] > t or (c["created"] == t and c["id"] in top_ids))
+
+    def by_low(self, c: dict[str, Any], low_ids: set[str]) -> bool:
+        """Already written from the oldest end."""
+        b = self.low_created
+        return b is not None and (c["created"] < b or (c["created"] == b and c["id"] in low_ids))
 
     @property
     def top(self) -> int:
@@ -133,13 +186,18 @@ class Window:
     def state(self) -> ckpt.WindowState:
         at_top = None if self.at_top is None else list(self.at_top)
         return ckpt.WindowState(
-            self.gte, self.lt, self.cursor, self.cursor_created, list(self.fallback), self.fetched, at_top
-        )
+            self.gte, self.lt, self.cursor, self.cursor_created, list(self.fallback), self.fetched, at_top,
+            self.low_cursor, self.low_created, list(self.low_fallback), list(self.at_low), self.low_stopped,
+        )  # fmt: skip
 
     @classmethod
     def from_state(cls, s: ckpt.WindowState) -> Window:
         at_top = None if s.at_top is None else list(s.at_top)
-        return cls(s.gte, s.lt, s.cursor, s.cursor_created, list(s.fallback), s.fetched, at_top=at_top)
+        return cls(
+            s.gte, s.lt, s.cursor, s.cursor_created, list(s.fallback), s.fetched, at_top=at_top,
+            low_cursor=s.low_cursor, low_created=s.low_created, low_fallback=list(s.low_fallback),
+            at_low=list(s.at_low), low_stopped=s.low_stopped,
+        )  # fmt: skip
 
 
 INITIAL_SPANS_DAYS = (1, 8, 64, 512)
@@ -187,8 +245,10 @@ class Scanner:
         # The export's own share of the key (requests/s), on top of the client's endpoint and global
         # buckets: those keep the key within Stripe's limits, this leaves the merchant's traffic room.
         self.max_rate = max_rate
-        # The scan's own pace (its budget, or the list endpoint's): longest chains first (gate.py).
-        self.gate = PriorityGate(self.rate, burst=stripe.pacer.burst_for(LIST_ENDPOINT))
+        # The scan's own pace (its budget, or the list endpoint's): longest chains first (gate.py). Its
+        # burst never exceeds one second of that pace: a budget of R/s is never R+ requests in a second
+        # (with two ends, enough windows are ready at once to use any burst the client's bucket allows).
+        self.gate = PriorityGate(self.rate, burst=min(stripe.pacer.burst_for(LIST_ENDPOINT), max(1.0, self.rate)))
         self.windows = [w for w in windows if not w.done]
         self.sink = sink
         self.extra = extra_params or {}
@@ -200,6 +260,7 @@ class Scanner:
         self.records = 0
         self.pages = 0
         self.splits = 0
+        self.dropped = 0  # pages answered after the other end had finished their window
         self._event = anyio.Event()
 
     # scheduling ---------------------------------------------------------------------------------
@@ -207,17 +268,60 @@ class Scanner:
         self._event.set()
         self._event = anyio.Event()
 
-    def _pick(self) -> Window | None:
-        idle = [w for w in self.windows if not w.busy and not w.done]
-        if not idle:
+    def _pick(self) -> tuple[Window, bool] | None:
+        """An idle cursor: (window, from the oldest end). Unknown windows first (their first page tells
+        where data is), then bulk imports (the longest chains), then the biggest."""
+        best: tuple[tuple[bool, float, float], Window, bool] | None = None
+        for w in self.windows:
+            if w.done:
+                continue
+            est = w.estimate() or 0.0
+            if (w.busy or w.low_busy) and self._gap_within_page(w):
+                continue  # the page in flight from the other end most likely closes the gap: wait for it
+            if not w.busy:
+                key = (w.cursor is None, self._priority(w), est)
+                if best is None or key > best[0]:
+                    best = (key, w, False)
+            if not w.low_busy and self._low_ready(w):
+                key = (False, self._priority(w), est)
+                if best is None or key > best[0]:
+                    best = (key, w, True)
+        if best is None:
             return None
-        # Unknown windows first (their first page tells where data is), then the biggest.
-        return max(idle, key=lambda w: (w.cursor is None, w.estimate() or 0.0))
+        _, w, low = best
+        if low and w.low_cursor is None:  # start this end at the newest customer known to be older
+            w.low_cursor = w.anchor
+        return w, low
+
+    @staticmethod
+    def _low_ready(w: Window) -> bool:
+        """Page `w` from its oldest end too? Yes once its first page showed data and a customer older
+        than it is known to start from (not for a version-1 checkpoint's window: `at_top` unknown)."""
+        if w.low_cursor is not None:
+            return True
+        if w.low_created is not None or w.low_stopped or w.anchor is None or w.at_top is None:
+            return False
+        return w.cursor is not None
+
+    def _may_split(self) -> bool:
+        """A new window only when the pipe would otherwise run short: no request waits at the gate, or
+        fewer cursors than the requests that must be in flight to keep the pace (rate × latency) —
+        so the last windows are split before they page alone. More windows than that add partial
+        last pages (and empty first ones) without adding speed."""
+        if not self.gate.waiting:
+            return True
+        cursors = sum(1 + (w.low_cursor is not None) for w in self.windows if not w.done)
+        return cursors < max(2, self.target - 1)
 
     def _split(self) -> Window | None:
         best: tuple[float, Window, int] | None = None
         for w in self.windows:
             if w.child_pending or w.done:
+                continue
+            if w.two_ended:
+                cand = self._between_ends(w)
+                if cand is not None and (best is None or cand[0] > best[0]):
+                    best = (cand[0], w, cand[1])
                 continue
             if w.cursor_created is not None and w.gte < w.cursor_created and len(w.at_top or ()) >= PAGE:
                 # A bulk import: a page or more in one `created` second, which cannot be split. Peel off
@@ -238,11 +342,65 @@ class Scanner:
             return None
         _, w, mid = best
         new = Window(gte=w.gte, lt=mid, parent=w)
+        if w.two_ended:
+            # The oldest end moves to the part below `mid` (a page of it in flight follows it there, see
+            # low_ticket); the part above keeps the newest end and may open a new oldest end later,
+            # starting from the moved cursor's customer (older than `mid`).
+            new.low_cursor, new.low_created, new.low_fallback, new.at_low = (
+                w.low_cursor, w.low_created, w.low_fallback, w.at_low
+            )
+            new.low_stopped, new.low_busy = w.low_stopped, w.low_busy
+            if w.low_ticket is not None:
+                w.low_ticket[0], new.low_ticket, w.low_ticket = new, w.low_ticket, None
+            if w.low_created is not None and w.low_cursor is not None:
+                w.anchor, w.anchor_created = w.low_cursor, w.low_created
+            w.low_cursor, w.low_created, w.low_fallback, w.at_low = None, None, [], []
+            new.low_fetched, new.low_first, w.low_fetched, w.low_first = w.low_fetched, w.low_first, 0, None
+            w.low_stopped = w.low_busy = False
         w.child_pending = True
         w.gte = mid
         self.windows.append(new)
         self.splits += 1
         return new
+
+    @staticmethod
+    def _both_density(w: Window) -> float | None:
+        """Customers per second over the seconds the data of both ends covered (from each end's first
+        record): an overestimate across an empty stretch between them. None when not known (an end
+        has no record yet, or after a resume)."""
+        t, b, tf, bf = w.cursor_created, w.low_created, w.top_first, w.low_first
+        if t is None or b is None or tf is None or bf is None or not w.fetched or not w.low_fetched:
+            return None
+        return (w.fetched + w.low_fetched) / max(1, (tf - t + 1) + (b - bf + 1))
+
+    @classmethod
+    def _gap_within_page(cls, w: Window) -> bool:
+        """Are the two ends probably less than a page apart? (An overestimated density makes this say
+        no: a wrong guess costs a page, not time.) Not known inside one second (an import)."""
+        rho = cls._both_density(w)
+        if rho is None or w.cursor_created is None or w.low_created is None or w.cursor_created == w.low_created:
+            return False
+        return rho * (w.cursor_created - w.low_created) < PAGE
+
+    @classmethod
+    def _between_ends(cls, w: Window) -> tuple[float, int] | None:
+        """(estimated count, split second) for a window paged from both ends, or None: split at the
+        middle of what lies between the two cursors, clear of the pages in flight. The overestimate
+        across an empty stretch is wanted: the part below then pages the next cluster (an import above
+        the oldest end, say) from its newest end while the oldest end pages it from below, and the part
+        above opens its own oldest end at the bottom of the cluster its newest end is in."""
+        if w.low_created is None or w.cursor_created is None or w.low_stopped:
+            return None
+        rho = cls._both_density(w)
+        if rho is None:
+            return None
+        hi = w.cursor_created - (int(PAGE / rho) if w.busy else 0)
+        lo = w.low_created + (int(PAGE / rho) if w.low_busy else 0)
+        est = rho * max(0, hi - lo)
+        if est < MIN_SPLIT or hi - lo < 2:
+            return None
+        return est, (lo + hi + 1) // 2
+
 
     @property
     def rate(self) -> float:
@@ -252,9 +410,13 @@ class Scanner:
 
     @staticmethod
     def _priority(w: Window) -> float:
-        """A window inside a bulk import (a page or more in one second) is a chain only its cursor can
-        page: it goes first. Then windows not paged yet (their first page shows where data is)."""
-        if len(w.at_top or ()) >= PAGE:
+        """A window inside a bulk import (a page or more in one second) is a chain only its cursors can
+        page: it goes first; so does a window that can be neither split (its split-off was empty) nor
+        paged from below (no older customer known: the oldest data). Then windows not paged yet (their
+        first page shows where data is)."""
+        if len(w.at_top or ()) >= PAGE or len(w.at_low) >= PAGE:
+            return 2.0
+        if w.no_split and not w.two_ended and w.anchor is None and w.cursor is not None:
             return 2.0
         return 1.0 if w.cursor is None else 0.0
 
@@ -293,6 +455,42 @@ class Scanner:
                         "start again (overwrite=true / --overwrite)"
                     ) from None
 
+    async def _fetch_low(self, ticket: list[Window]) -> dict[str, Any] | None:
+        """The next page from the oldest end of `ticket[0]` (a split may move that end to the window
+        below meanwhile: the ticket follows it); None when that end cannot go on (its cursor is gone)."""
+        while (w := ticket[0]).low_cursor is not None:
+            params: dict[str, Any] = {
+                "limit": PAGE, "created": {"gte": w.gte, "lt": w.lt}, "ending_before": w.low_cursor, **self.extra
+            }  # fmt: skip
+            try:
+                await self.gate.acquire(self._priority(w))
+                return await self.stripe.call("GET", "/v1/customers", params)  # type: ignore[no-any-return]
+            except ApiStatusError as exc:
+                if not (exc.status in (400, 404) and (exc.param == "ending_before" or exc.code == "resource_missing")):
+                    raise
+                w = ticket[0]
+                if w.low_fallback:
+                    w.low_cursor = w.low_fallback.pop()  # deleted: go on after the one before
+                elif w.low_created is None:
+                    w.low_cursor = w.anchor = w.anchor_created = None  # the anchor was deleted: wait for another
+                else:
+                    # Nothing left to go on from; what this end wrote stays known (low_created, at_low), so
+                    # the newest-first cursor pages the rest and stops where this end stopped.
+                    w.low_cursor, w.low_stopped = None, True
+        return None
+
+    def _note_anchors(self, data: list[dict[str, Any]]) -> None:
+        """Remember, per window, the newest customer seen that is older than it: where its oldest end
+        can start (`ending_before` returns the customers just after the cursor in the list)."""
+        for v in self.windows:
+            if v.two_ended or v.done:
+                continue
+            for c in data:  # newest first
+                if c["created"] < v.gte:
+                    if v.anchor_created is None or c["created"] > v.anchor_created:
+                        v.anchor, v.anchor_created = c["id"], c["created"]
+                    break
+
     def _apply(self, w: Window, body: dict[str, Any]) -> None:
         data = body.get("data") or []
         if w.parent is not None:  # this window's first page: the parent's split guess is checked
@@ -300,10 +498,14 @@ class Scanner:
             w.parent.no_split = w.parent.no_split or not data
             w.parent = None
         kept: list[dict[str, Any]] = []
-        cut = False
+        cut = met = False
+        low_ids = set(w.at_low)
         for customer in data:
             if customer.get("created", 0) < w.gte:  # split while in flight: the rest is another window's
                 cut = True
+                break
+            if w.by_low(customer, low_ids):  # the two ends met: the rest was written from below
+                met = True
                 break
             kept.append(customer)
         if kept:
@@ -315,6 +517,8 @@ class Scanner:
                 self.sink(fresh)
             w.fetched += len(fresh)
             self.records += len(fresh)
+            if w.top_first is None and fresh:
+                w.top_first = fresh[0]["created"]
             last = kept[-1]  # even when every record was skipped: the cursor must move on
             same = [c["id"] for c in kept if c["created"] == last["created"]]
             if last["created"] != top:
@@ -325,27 +529,84 @@ class Scanner:
             w.cursor_created = last["created"]
             w.fallback = [c["id"] for c in kept[-4:-1]]
         self.pages += 1
-        if cut or not data or not body.get("has_more"):
-            w.done = True
-            self.windows.remove(w)
+        self._note_anchors(data)
+        if cut or met or not data or not body.get("has_more"):
+            self._finish(w)
+
+    def _finish(self, w: Window) -> None:
+        w.done = True
+        self.windows.remove(w)
+
+    def _apply_low(self, w: Window, body: dict[str, Any]) -> None:
+        """A page from the oldest end: newest first like every list page, so it is read backwards."""
+        data = body.get("data") or []
+        top_ids = set(w.at_top or ())
+        kept: list[dict[str, Any]] = []
+        met = False
+        for customer in reversed(data):
+            if customer["created"] >= w.lt:  # split while in flight: the rest is the window above's
+                met = True
+                break
+            if w.by_top(customer, top_ids):  # the two ends met: the rest was written from above
+                met = True
+                break
+            kept.append(customer)
+        if kept:
+            # Nothing here was written before: this end never restarts at a second (a fallback cursor is
+            # the next older record, so the page after it starts right after the deleted one).
+            self.sink(kept)
+            self.records += len(kept)
+            w.low_fetched += len(kept)
+            if w.low_first is None:
+                w.low_first = kept[0]["created"]
+            last = kept[-1]
+            same = [c["id"] for c in kept if c["created"] == last["created"]]
+            w.at_low = same if last["created"] != w.low_created else w.at_low + same
+            w.low_cursor, w.low_created = last["id"], last["created"]
+            w.low_fallback = [c["id"] for c in kept[-4:-1]]
+        self.pages += 1
+        self._note_anchors(data)
+        if met or not data or not body.get("has_more"):
+            self._finish(w)
 
     async def _worker(self, index: int) -> None:
         while self.windows:
             event = self._event
-            w = self._pick() if index < self.target else None
-            if w is None and index < self.target:
-                w = self._split()
-            if w is None:
+            picked = self._pick() if index < self.target else None
+            if picked is None and index < self.target and self._may_split():
+                split = self._split()
+                picked = None if split is None else (split, False)
+            if picked is None:
                 await event.wait()
                 continue
-            w.busy = True
+            w, low = picked
             started = time.monotonic()
-            try:
-                body = await self._fetch(w)
-            finally:
-                w.busy = False
+            body: dict[str, Any] | None
+            if low:
+                ticket = w.low_ticket = [w]
+                w.low_busy = True
+                try:
+                    body = await self._fetch_low(ticket)
+                finally:
+                    w = ticket[0]
+                    w.low_busy, w.low_ticket = False, None
+            else:
+                w.busy = True
+                try:
+                    body = await self._fetch(w)
+                finally:
+                    w.busy = False
+            if body is None or w.done:
+                # That end could not go on, or the other end finished the window while this page was
+                # in flight: the page repeats what was written (its request is counted all the same).
+                self.dropped += body is not None
+                self._changed()
+                continue
             self._retarget(time.monotonic() - started)
-            self._apply(w, body)
+            if low:
+                self._apply_low(w, body)
+            else:
+                self._apply(w, body)
             self._changed()
             if self.on_page is not None:
                 await self.on_page()

@@ -28,6 +28,11 @@ class PriorityGate:
         self._order = itertools.count()
         self._changed = anyio.Event()
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued for their turn (0: the next one would leave at once or soon)."""
+        return len(self._heap)
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
