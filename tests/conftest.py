@@ -89,9 +89,33 @@ def make_settings(sb: Any, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+# Servers built during the current test, by settings object: building one registers every tool through
+# the SDK (pydantic models and JSON schemas, ~0.15 s of CPU), and the confirmation matrices open a session
+# per case with one settings object. A session on a reused server still gets its own lifespan (fresh
+# clients, deps), as each session of the HTTP transport does; cleared after every test (fixture below).
+_SERVERS: dict[int, tuple[Settings, dict[str, Any], Any]] = {}
+
+
+def server_for(settings: Settings) -> Any:
+    """build_server(settings), reused only for the same, unchanged settings object within one test."""
+    values = settings.model_dump()
+    cached = _SERVERS.get(id(settings))
+    if cached is not None and cached[0] is settings and cached[1] == values:
+        return cached[2]
+    server = build_server(settings)
+    _SERVERS[id(settings)] = (settings, values, server)
+    return server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_servers_per_test() -> Iterator[None]:
+    yield
+    _SERVERS.clear()
+
+
 @asynccontextmanager
 async def mcp_client(settings: Settings, mode: str = "legacy", **kwargs: Any) -> AsyncIterator[Client]:
-    async with Client(build_server(settings), mode=mode, **kwargs) as client:  # type: ignore[arg-type]
+    async with Client(server_for(settings), mode=mode, **kwargs) as client:  # type: ignore[arg-type]
         yield client
 
 
