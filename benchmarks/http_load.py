@@ -27,6 +27,7 @@ import argparse
 import os
 import queue
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(work, ignore_errors=True)  # the token file and audit log: no temp directory left behind
 
     lat = result["latencies"]
     total = args.clients * args.calls

@@ -33,6 +33,7 @@ import queue
 import re
 import resource
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
@@ -335,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(work, ignore_errors=True)  # no temp directory left behind
 
     print(f"http_slow_clients: {args.clients} MCP sessions × ≥{args.calls} calls + ≥{args.probes} fresh /healthz "
           f"per phase of ≥{args.phase_seconds:g} s; flood {args.flood} sockets (½ silent, ½ slow-header) "

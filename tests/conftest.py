@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,56 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+class _SandboxSwitch:
+    """The ASGI app a pooled loopback server runs: forwards to the sandbox app of the test holding the
+    server, and answers 503 (closing the connection) while no test holds it, so no request ever
+    reaches another test's state."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        app = self.app
+        if app is not None:
+            await app(scope, receive, send)
+        elif scope["type"] == "http":
+            headers = [(b"content-type", b"text/plain"), (b"connection", b"close")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": b"no sandbox is running on this port"})
+
+
+# Idle pooled servers of this process (each xdist worker has its own), and what stops them at exit.
+# A test gets a freshly built sandbox app (new state, seeded as configured) behind a server that is
+# already listening: building the app costs ~5 ms, starting and stopping uvicorn ~0.2 s of waiting.
+_IDLE_SERVERS: list[tuple[_SandboxSwitch, str]] = []
+_SERVERS_OPEN = ExitStack()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pooled_sandbox_servers() -> Iterator[None]:
+    """Stops the pooled servers at the end of the session (each stop is bounded by serve_in_thread)."""
+    yield
+    _IDLE_SERVERS.clear()
+    _SERVERS_OPEN.close()
+
+
 @contextmanager
 def running_sandbox(**config: Any) -> Iterator[Any]:
-    from stripe_identity_mcp.sandbox import SandboxConfig, serve_in_thread
+    """A fresh sandbox (`SandboxConfig(**FAST, **config)`) on a pooled loopback server."""
+    from stripe_identity_mcp.sandbox import SandboxConfig, SandboxHandle, build_app, serve_in_thread
 
-    with serve_in_thread(SandboxConfig(**{**FAST, **config})) as handle:
-        yield handle
+    if _IDLE_SERVERS:
+        switch, base = _IDLE_SERVERS.pop()
+    else:
+        switch = _SandboxSwitch()
+        base = _SERVERS_OPEN.enter_context(serve_in_thread(app=switch)).base_url
+    app = build_app(SandboxConfig(**{**FAST, **config}))
+    switch.app = app
+    try:
+        yield SandboxHandle(base_url=base, scim_base=base + "/scim/v2", app=app)
+    finally:
+        switch.app = None
+        _IDLE_SERVERS.append((switch, base))
 
 
 @pytest.fixture
@@ -89,9 +133,33 @@ def make_settings(sb: Any, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+# Servers built during the current test, by settings object: building one registers every tool through
+# the SDK (pydantic models and JSON schemas, ~0.15 s of CPU), and the confirmation matrices open a session
+# per case with one settings object. A session on a reused server still gets its own lifespan (fresh
+# clients, deps), as each session of the HTTP transport does; cleared after every test (fixture below).
+_SERVERS: dict[int, tuple[Settings, dict[str, Any], Any]] = {}
+
+
+def server_for(settings: Settings) -> Any:
+    """build_server(settings), reused only for the same, unchanged settings object within one test."""
+    values = settings.model_dump()
+    cached = _SERVERS.get(id(settings))
+    if cached is not None and cached[0] is settings and cached[1] == values:
+        return cached[2]
+    server = build_server(settings)
+    _SERVERS[id(settings)] = (settings, values, server)
+    return server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_servers_per_test() -> Iterator[None]:
+    yield
+    _SERVERS.clear()
+
+
 @asynccontextmanager
 async def mcp_client(settings: Settings, mode: str = "legacy", **kwargs: Any) -> AsyncIterator[Client]:
-    async with Client(build_server(settings), mode=mode, **kwargs) as client:  # type: ignore[arg-type]
+    async with Client(server_for(settings), mode=mode, **kwargs) as client:  # type: ignore[arg-type]
         yield client
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import random
 import time
@@ -31,6 +32,8 @@ from stripe_identity_mcp.clients.pacing import Pacer, TokenBucket, endpoint_of  
 M = TypeVar("M", bound="BaseModel")
 
 if TYPE_CHECKING:  # httpx and tenacity load on the first request, not at server start-up
+    import ssl
+
     import httpx
     from pydantic import BaseModel
     from tenacity import RetryCallState
@@ -121,6 +124,16 @@ class _Retryable(Exception):
         self.wait_hint = wait_hint
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for the process, built as httpx builds its default (certifi, or SSL_CERT_FILE /
+    SSL_CERT_DIR as found at first use). Loading the CA bundle costs ~30 ms of CPU, and every MCP
+    session opens its own client; an SSLContext is safe to share between clients and threads."""
+    import httpx
+
+    return httpx.create_ssl_context()
+
+
 class LazyHttpClient:
     """One shared `httpx.AsyncClient`, made on first use.
 
@@ -138,6 +151,7 @@ class LazyHttpClient:
             import httpx
 
             self._client = httpx.AsyncClient(
+                verify=_tls_context(),
                 timeout=httpx.Timeout(self.timeout_s, connect=min(5.0, self.timeout_s)),
                 limits=httpx.Limits(
                     max_connections=self.max_connections, max_keepalive_connections=self.max_connections // 2

@@ -60,10 +60,18 @@ def _uvicorn_config(app: Any, host: str, port: int, fd: int | None = None) -> uv
 
 
 @contextlib.contextmanager
-def serve_in_thread(config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> Iterator[SandboxHandle]:
-    """Run uvicorn in a daemon thread with its own event loop; yields once it accepts connections."""
-    app = build_app(config or SandboxConfig())
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+def serve_in_thread(
+    config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0, *, app: Any = None
+) -> Iterator[SandboxHandle]:
+    """Run uvicorn in a daemon thread with its own event loop; yields once it accepts connections.
+
+    `app` serves that ASGI app instead of one built from `config` (the tests keep one server per
+    worker and switch the sandbox app it forwards to per test: stopping uvicorn takes ~0.2 s).
+    """
+    app = app if app is not None else build_app(config or SandboxConfig())
+    # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP,
+    # and without it every response written in two parts waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(1024)

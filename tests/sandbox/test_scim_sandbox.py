@@ -31,7 +31,7 @@ def serve_scim(**kwargs: Any) -> Iterator[tuple[ScimSandbox, str]]:
     """Mount a ScimSandbox at /scim/v2 and serve it with uvicorn on an ephemeral loopback port."""
     scim = ScimSandbox(**kwargs)
     app = Starlette(routes=[Mount("/scim/v2", app=scim.app)])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY (see runner.py)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
