@@ -127,6 +127,9 @@ def build_server(
         async with opener(settings) as deps:
             yield deps
 
+    skip = frozenset(without_tools)
+    # Reads, and writes only when writes are enabled; each Tool built once per process (ToolDef.sdk_tool).
+    tools = [td.sdk_tool() for _, td in served_tools(settings, toolsets) if td.name not in skip]
     server: MCPServer[AppDeps] = AuditedServer(
         "stripe-identity-mcp",
         instructions=INSTRUCTIONS,
@@ -135,11 +138,8 @@ def build_server(
         lifespan=lifespan,
         request_state_security=request_state_security,
         cache_hints=CACHE_HINTS,
+        tools=tools,
     )
-    skip = frozenset(without_tools)
-    for _, td in served_tools(settings, toolsets):  # reads, and writes only when writes are enabled
-        if td.name not in skip:
-            server.add_tool(td.fn, title=td.title, annotations=td.annotations, structured_output=td.structured_output)
     for res in served_resources(settings, toolsets):
         server.resource(res.uri, name=res.name, description=res.description, mime_type=res.mime_type)(res.fn)
     for ts in selected(settings, toolsets):
