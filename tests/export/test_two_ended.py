@@ -20,6 +20,7 @@ import pytest
 
 from stripe_identity_mcp.deps import open_deps
 from stripe_identity_mcp.export import checkpoint as ckpt
+from stripe_identity_mcp.export import engine
 from stripe_identity_mcp.export.engine import Progress, run_export
 from stripe_identity_mcp.export.paths import checkpoint_path
 from tests.conftest import make_settings
@@ -81,19 +82,27 @@ async def test_bursty_export_meets_in_the_middle_exactly_despite_faults(sandbox_
 
 
 async def cancel_inside_an_import(settings: Any, out: Path) -> ckpt.Checkpoint:
-    """Interrupt exports of `out` at growing record counts until the checkpoint left behind shows both
-    ends of a window inside one import second (bounded: a handful of tries)."""
-    for after in range(450, N - 300, 150):  # below N: each try is interrupted, never finishes
+    """Interrupt an export of `out` at the first page after which the checkpoint on disk shows both
+    ends of a window inside one import second (bounded: a handful of tries). Driven by the checkpoint,
+    not by a record count: where the ends stand at a given count depends on the answers' timing.
+    The caller makes the engine save a checkpoint after every page (CHECKPOINT_EVERY_S = 0)."""
+    for _ in range(5):
         async with open_deps(settings) as app, anyio.create_task_group() as tg:
 
-            async def on_progress(p: Progress, after: int = after) -> None:
-                if p.count >= after:
+            async def on_progress(p: Progress) -> None:
+                try:
+                    seen = ckpt.load(checkpoint_path(out))
+                except (OSError, ValueError):
+                    return  # not written yet, or replaced while read: the next page reads it again
+                if both_ends_in_one_second(seen):
                     tg.cancel_scope.cancel()
 
             async def job() -> None:
                 await run_export(app.stripe, out, "jsonl", overwrite=True, on_progress=on_progress)
 
             tg.start_soon(job)
+        if not checkpoint_path(out).exists():
+            continue  # it finished before the ends met inside an import: no checkpoint is left
         state = ckpt.load(checkpoint_path(out))
         if both_ends_in_one_second(state):
             return state
@@ -102,7 +111,7 @@ async def cancel_inside_an_import(settings: Any, out: Path) -> ckpt.Checkpoint:
 
 @pytest.mark.parametrize("delete_low_cursors", [False, True])
 async def test_resume_inside_a_two_ended_import_is_exact(
-    sandbox_factory: Any, tmp_path: Path, delete_low_cursors: bool
+    sandbox_factory: Any, tmp_path: Path, delete_low_cursors: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Interrupted with both ends inside one import second, resumed: every customer once.
 
@@ -111,6 +120,7 @@ async def test_resume_inside_a_two_ended_import_is_exact(
     pages the rest and stops exactly where the oldest end stopped (documented: a deleted customer is
     in the file iff its page was read before the deletion — these were).
     """
+    monkeypatch.setattr(engine, "CHECKPOINT_EVERY_S", 0.0)  # the file on disk is the state after each page
     out = tmp_path / "r.jsonl"
     with sandbox_factory(customers=N, created_profile="bursty", latency_ms=10) as sb:
         expected = live_ids(sb)
