@@ -49,16 +49,18 @@ class ToolDef:
         or OAuth scope set, one per test), and a `Tool` is only read once built. `MCPServer(tools=…)`
         is the SDK's public way to register prebuilt tools.
         """
-        built = _SDK_TOOLS.get(self.fn)
-        if built is None or built.annotations != self.annotations or built.title != self.title:
+        key = (self.fn, self.title, self.structured_output, self.annotations.model_dump_json())
+        built = _SDK_TOOLS.get(key)
+        if built is None:
             built = Tool.from_function(
                 self.fn, title=self.title, annotations=self.annotations, structured_output=self.structured_output
             )
-            _SDK_TOOLS[self.fn] = built
+            _SDK_TOOLS[key] = built
         return built
 
 
-_SDK_TOOLS: dict[ToolFn, Tool] = {}
+# Keyed by everything a ToolDef passes to the SDK (tests build variants of one function).
+_SDK_TOOLS: dict[tuple[ToolFn, str | None, bool | None, str], Tool] = {}
 
 
 @dataclass(frozen=True)
