@@ -68,6 +68,19 @@ def read_lines(stream: Any, sink: queue.Queue[str]) -> None:
         sink.put(line.rstrip("\n"))
 
 
+def stop_all(procs: list[subprocess.Popen[Any]]) -> None:
+    """Terminate the processes newest first (servers before the sandbox they call), each given 10 s
+    before it is killed: a benchmark never leaves a process behind nor waits without a bound."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def proc_memory_mb(pid: int) -> tuple[float | None, float | None]:
     """(VmHWM, VmRSS) in MiB, or None where /proc is unavailable."""
     try:
@@ -208,14 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         result = anyio.run(run_clients, url, token, args.clients, args.calls, args.mode, args.timeout)
         hwm, rss = proc_memory_mb(server.pid)
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)  # the token file and audit log: no temp directory left behind
 
     lat = result["latencies"]

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from http_load import free_port, percentile, read_lines, wait_tcp  # noqa: E402
+from http_load import free_port, percentile, read_lines, stop_all, wait_tcp  # noqa: E402
 
 KEY = "sk_test_sandbox"
 PARTIAL = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -328,14 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         flood["cpu"] = _delta(cpu0, cpu_seconds(server.pid))
         after = attacker_status(0.6) or before
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)  # no temp directory left behind
 
     print(f"http_slow_clients: {args.clients} MCP sessions × ≥{args.calls} calls + ≥{args.probes} fresh /healthz "

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from http_load import free_port, read_lines, wait_tcp  # noqa: E402
+from http_load import free_port, read_lines, stop_all, wait_tcp  # noqa: E402
 
 KEY = "sk_live_sandbox"
 GLOBAL, ENDPOINT, SEARCH = 100.0, 25.0, 20.0  # Stripe's live limits, enforced by the sandbox
@@ -204,14 +204,7 @@ def run_mode(args: argparse.Namespace, shared: bool) -> dict[str, Any]:
         result["fallbacks"] = len(result["fallback_lines"])
         return result
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 
