@@ -1,13 +1,17 @@
 """Helpers for the HTTP transport tests: the real server (uvicorn on 127.0.0.1, ephemeral port) in a
-thread, token files, and MCP clients carrying a bearer header."""
+thread or as a `serve` subprocess, token files, and MCP clients carrying a bearer header."""
 
 from __future__ import annotations
 
 import asyncio
+import queue
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,46 @@ class RunningHttp:
     @property
     def base(self) -> str:
         return self.prepared.url.removesuffix("/mcp")
+
+
+@dataclass
+class ServedCli:
+    """A `serve --transport http` subprocess: its /mcp URL, the stderr lines read until it logged the
+    URL, and (once stopped) the rest of its stdout and stderr."""
+
+    url: str = ""
+    seen: list[str] = field(default_factory=list)
+    out: str = ""
+    err: str = ""
+
+
+@contextmanager
+def serve_cli(args: list[str], *, cwd: Path, env: dict[str, str]) -> Iterator[ServedCli]:
+    """`python -m stripe_identity_mcp serve --transport http *args` (give `--port 0`), yielded once it
+    logged its URL (bounded: at most 60 lines / 60 s), terminated after."""
+    cmd = [sys.executable, "-m", "stripe_identity_mcp", "serve", "--transport", "http", *args]
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stderr.readline, "")], daemon=True).start()  # type: ignore[union-attr]
+    served = ServedCli()
+    try:
+        for _ in range(60):
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                if proc.poll() is not None:
+                    break
+                continue
+            served.seen.append(line)
+            match = re.search(r"at (http://127\.0\.0\.1:\d+/mcp)", line)
+            if match:
+                served.url = match.group(1)
+                break
+        assert served.url, "\n".join(served.seen)
+        yield served
+    finally:
+        proc.terminate()
+        served.out, served.err = proc.communicate(timeout=20)
 
 
 @contextmanager

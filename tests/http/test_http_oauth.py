@@ -27,7 +27,7 @@ from mcp.shared.exceptions import MCPError
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.toolsets import REGISTRY
 from tests.conftest import elicitation, make_settings
-from tests.http.conftest import INIT, MCP_HEADERS, http_client, http_server
+from tests.http.conftest import INIT, MCP_HEADERS, http_client, http_server, serve_cli
 from tests.http.oauth_issuer import Issuer, SigningKey, running_issuer
 
 AUDIENCE = "https://mcp.example.test/mcp"
@@ -479,43 +479,20 @@ def test_oauth_configuration_errors_say_what_to_fix(sandbox, tmp_path):
 
 def test_cli_flags_serve_oauth_with_the_embedded_sandbox(tmp_path, issuer):
     import os
-    import queue
-    import re
-    import subprocess
-    import sys
-    import threading
 
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
     env["PYTHONPATH"] = str(root)
-    cmd = [sys.executable, "-m", "stripe_identity_mcp", "serve", "--transport", "http", "--sandbox", "--port", "0",
-           "--oauth-issuer", issuer.url, "--oauth-audience", AUDIENCE, "--oauth-jwks-url", issuer.url + "/jwks",
-           "--audit-log", str(tmp_path / "audit.jsonl")]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stderr.readline, "")], daemon=True).start()  # type: ignore[union-attr]
+    args = ["--sandbox", "--port", "0",
+            "--oauth-issuer", issuer.url, "--oauth-audience", AUDIENCE, "--oauth-jwks-url", issuer.url + "/jwks",
+            "--audit-log", str(tmp_path / "audit.jsonl")]  # fmt: skip
     token = issuer.mint(AUDIENCE)
-    try:
-        url, seen = None, []
-        for _ in range(60):  # bounded: at most 60 lines / 60 s
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                if proc.poll() is not None:
-                    break
-                continue
-            seen.append(line)
-            match = re.search(r"at (http://127\.0\.0\.1:\d+/mcp)", line)
-            if match:
-                url = match.group(1)
-                break
-        assert url, "\n".join(seen)
+    with serve_cli(args, cwd=tmp_path, env=env) as served:
+        url = served.url
         doc = httpx.get(url.removesuffix("/mcp") + "/.well-known/oauth-protected-resource/mcp", timeout=10).json()
         accepted = httpx.post(url, json=INIT, headers=bearer(token), timeout=10)
         refused = httpx.post(url, json=INIT, headers=bearer(issuer.mint(url)), timeout=10)
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=20)
+    seen, out, err = served.seen, served.out, served.err
     assert doc["resource"] == url and doc["authorization_servers"] == [issuer.url]
     assert accepted.status_code == 200, accepted.text
     assert refused.status_code == 401  # --oauth-audience: the bound URL is not the audience

@@ -20,7 +20,7 @@ from stripe_identity_mcp.settings import ConfigError
 from stripe_identity_mcp.toolsets import all_write_tools
 from stripe_identity_mcp.transport_http import HttpOptions, prepare_http
 from tests.conftest import make_settings
-from tests.http.conftest import INIT, MCP_HEADERS, http_client, http_server, make_tokens
+from tests.http.conftest import INIT, MCP_HEADERS, http_client, http_server, make_tokens, serve_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITE_TOOLS = {td.name for td in all_write_tools()}  # the "writes" token: every write tool of every toolset
@@ -340,33 +340,11 @@ def test_live_writes_need_both_the_token_and_the_process(sandbox, tmp_path):
 
 
 def test_cli_serves_http_with_the_embedded_sandbox(tmp_path):
-    import queue
-    import re
-    import threading
-
     path = tmp_path / "tokens.toml"
     tokens = make_tokens(path, ("cli-bot", "read-only"))
-    cmd = [sys.executable, "-m", "stripe_identity_mcp", "serve", "--transport", "http", "--sandbox", "--port", "0",
-           "--tokens-file", str(path), "--audit-log", str(tmp_path / "audit.jsonl")]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=subprocess_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stderr.readline, "")], daemon=True).start()  # type: ignore[union-attr]
-    try:
-        url = None
-        seen = []
-        for _ in range(60):  # bounded: at most 60 lines / 60 s
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                if proc.poll() is not None:
-                    break
-                continue
-            seen.append(line)
-            match = re.search(r"at (http://127\.0\.0\.1:\d+/mcp)", line)
-            if match:
-                url = match.group(1)
-                break
-        assert url, "\n".join(seen)
+    args = ["--sandbox", "--port", "0", "--tokens-file", str(path), "--audit-log", str(tmp_path / "audit.jsonl")]
+    with serve_cli(args, cwd=tmp_path, env=subprocess_env()) as served:
+        url = served.url
         health = httpx.get(url.removesuffix("/mcp") + "/healthz", timeout=10)
         denied = httpx.post(url, json=INIT, headers=MCP_HEADERS, timeout=10)
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
@@ -376,12 +354,9 @@ def test_cli_serves_http_with_the_embedded_sandbox(tmp_path):
         session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-11-25"}
         httpx.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**headers, **session}, timeout=10)
         called = httpx.post(url, json=listing, headers={**headers, **session}, timeout=30)
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=20)
     assert health.status_code == 200
     assert denied.status_code == 401
     assert opened.status_code == 200
     assert called.status_code == 200 and "Jane Doe" in called.text
-    everything = "\n".join(seen) + out + err
+    everything = "\n".join(served.seen) + served.out + served.err
     assert tokens["cli-bot"] not in everything  # the bearer token never reaches a log
