@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procs import free_port, stop_all  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("ours", "stripe-python", "naive")
 KEY = "sk_test_sandbox"
@@ -128,12 +131,6 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 # orchestration ----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -290,11 +287,7 @@ def bench_profile(args: argparse.Namespace, profile: str, methods: list[str], ke
                     keep = Path.cwd() / f"export-bench-{method}-{profile}.jsonl"
                     out.replace(keep)
     finally:
-        sandbox.terminate()
-        try:
-            sandbox.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sandbox.kill()
+        stop_all([sandbox])
     return live
 
 

@@ -28,7 +28,6 @@ import os
 import queue
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,45 +39,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from procs import free_port, read_lines, stop_all, wait_tcp, wait_url  # noqa: E402
 
 KEY = "sk_test_sandbox"
 EMAILS = ("jane@acme.com", "omar@globex.com", "nobody@example.com", "lee@initech.com")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_tcp(port: int, deadline: float, proc: subprocess.Popen[Any]) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port} in time")
-
-
-def read_lines(stream: Any, sink: queue.Queue[str]) -> None:
-    for line in iter(stream.readline, ""):
-        sink.put(line.rstrip("\n"))
-
-
-def stop_all(procs: list[subprocess.Popen[Any]]) -> None:
-    """Terminate the processes newest first (servers before the sandbox they call), each given 10 s
-    before it is killed: a benchmark never leaves a process behind nor waits without a bound."""
-    for proc in reversed(procs):
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def proc_memory_mb(pid: int) -> tuple[float | None, float | None]:
@@ -204,19 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(server)
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=read_lines, args=(server.stderr, lines), daemon=True).start()
-        url = None
-        seen: list[str] = []
-        while url is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or server.poll() is not None:
-                raise RuntimeError("server did not start:\n" + "\n".join(seen[-10:]))
-            try:
-                line = lines.get(timeout=min(remaining, 1.0))
-            except queue.Empty:
-                continue
-            seen.append(line)
-            match = re.search(r"at (http://127\.0\.0\.1:\d+/mcp)", line)
-            url = match.group(1) if match else None
+        url = wait_url(server, lines, deadline, "server")
         hwm_idle, rss_idle = proc_memory_mb(server.pid)
         result = anyio.run(run_clients, url, token, args.clients, args.calls, args.mode, args.timeout)
         hwm, rss = proc_memory_mb(server.pid)

@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from http_load import free_port, percentile, read_lines, stop_all, wait_tcp  # noqa: E402
+from http_load import percentile  # noqa: E402
+from procs import free_port, read_lines, stop_all, wait_tcp  # noqa: E402
 
 KEY = "sk_test_sandbox"
 PARTIAL = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"

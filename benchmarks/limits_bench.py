@@ -31,7 +31,8 @@ import anyio.lowlevel
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_bench import ROOT, free_port, sandbox_stats, wait_listening
+from export_bench import ROOT, sandbox_stats, wait_listening
+from procs import free_port, stop_all
 
 KEY = "sk_live_sandbox"
 EXPORT_ENDPOINT = "GET /v1/customers"
@@ -119,11 +120,7 @@ async def run_profile(args: argparse.Namespace, profile: str) -> dict[str, Any]:
                     result["production"] = await production(base, args.prod_rate, stop, ids)
         stats = sandbox_stats(base)
     finally:
-        sandbox.terminate()
-        try:
-            sandbox.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sandbox.kill()
+        stop_all([sandbox])
     limited = stats.get("rate_limited_by_endpoint", {})
     by_endpoint = stats.get("by_endpoint", {})
     export_requests = by_endpoint.get(EXPORT_ENDPOINT, 0)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import queue
-import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from http_load import free_port, read_lines, stop_all, wait_tcp  # noqa: E402
+from procs import free_port, read_lines, stop_all, wait_tcp, wait_url  # noqa: E402
 
 KEY = "sk_live_sandbox"
 GLOBAL, ENDPOINT, SEARCH = 100.0, 25.0, 20.0  # Stripe's live limits, enforced by the sandbox
@@ -58,20 +57,11 @@ def start_replica(
     proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=read_lines, args=(proc.stderr, lines), daemon=True).start()
-    seen: list[str] = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("replica did not start:\n" + "\n".join(seen[-10:]))
-        try:
-            line = lines.get(timeout=min(remaining, 1.0))
-        except queue.Empty:
-            continue
-        seen.append(line)
-        match = re.search(r"at (http://127\.0\.0\.1:\d+/mcp)", line)
-        if match:
-            return proc, match.group(1), lines
+    try:
+        return proc, wait_url(proc, lines, deadline, "replica"), lines
+    except RuntimeError:
+        proc.kill()
+        raise
 
 
 async def run_bots(
