@@ -30,6 +30,20 @@ def stats(sb: Any) -> dict[str, Any]:
     return httpx.get(f"{sb.base_url}/_sandbox/stats").json()  # type: ignore[no-any-return]
 
 
+async def concurrent_get_customer(client: Any, n: int) -> list[Any]:
+    """`n` get_customer calls started at once on one session (bounded: 30 s); their results."""
+    results: list[Any] = []
+
+    async def one() -> None:
+        results.append(await client.call_tool("get_customer", {"customer_id": CID}))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                tg.start_soon(one)
+    return results
+
+
 def configure(sb: Any, **values: Any) -> dict[str, Any]:
     r = httpx.post(f"{sb.base_url}/_sandbox/config", json=values)
     assert r.status_code == 200, r.text
@@ -169,16 +183,8 @@ async def test_concurrent_calls_to_one_endpoint_stay_within_its_limit():
     """
     with running_sandbox(rate_limit=100.0, endpoint_rate_limit=25.0) as sb:
         settings = make_settings(sb, test_rate=100.0, endpoint_rate=25.0, search_rate=20.0, scim_token=None)
-        results: list[Any] = []
         async with mcp_client(settings) as client:
-
-            async def one() -> None:
-                results.append(await client.call_tool("get_customer", {"customer_id": CID}))
-
-            with anyio.fail_after(30):
-                async with anyio.create_task_group() as tg:
-                    for _ in range(60):
-                        tg.start_soon(one)
+            results = await concurrent_get_customer(client, 60)
             access = (await client.call_tool("describe_access", {})).structured_content["rate_limit"]
         s = stats(sb)
     assert all(not r.is_error for r in results), [r.content[0].text for r in results if r.is_error][:1]
@@ -275,16 +281,8 @@ def test_every_limit_has_a_flag():
 async def test_max_concurrency_keeps_requests_in_flight_within_the_key_limit():
     with running_sandbox(rate_limit=1000.0, endpoint_rate_limit=1000.0, concurrency_limit=3, latency_ms=100) as sb:
         settings = make_settings(sb, scim_token=None, max_concurrency=3)
-        results: list[Any] = []
         async with mcp_client(settings) as client:
-
-            async def one() -> None:
-                results.append(await client.call_tool("get_customer", {"customer_id": CID}))
-
-            with anyio.fail_after(30):
-                async with anyio.create_task_group() as tg:
-                    for _ in range(12):
-                        tg.start_soon(one)
+            results = await concurrent_get_customer(client, 12)
         s = stats(sb)
     assert all(not r.is_error for r in results)
     assert s["rate_limited"] == {} and s["max_in_flight"] == 3 and s["by_endpoint"]["GET /v1/customers/{id}"] == 12
