@@ -22,6 +22,24 @@ def env_for(sb: Any) -> dict[str, str]:
     return env
 
 
+def cli(sb: Any, *args: str) -> list[str]:
+    return [sys.executable, "-m", "stripe_identity_mcp", "export", *args]
+
+
+def start_cli(sb: Any, cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], bytes]:
+    """Start a CLI export and return once its progress line shows it is exporting (bounded read)."""
+    proc = subprocess.Popen(cli(sb, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for(sb), cwd=cwd)
+    assert proc.stderr is not None
+    seen = b""
+    while b"customers" not in seen and len(seen) < 100_000:
+        chunk = proc.stderr.read1(4096)  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        seen += chunk
+    assert b"customers" in seen, seen.decode(errors="replace")
+    return proc, seen
+
+
 def run_cli(sb: Any, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stripe_identity_mcp", "export", *args],
@@ -49,18 +67,8 @@ def test_cli_export_csv_and_refusals(sandbox: Any, tmp_path: Path) -> None:
 def test_cli_ctrl_c_then_resume_gives_identical_set(sandbox_factory: Any, tmp_path: Path) -> None:
     with sandbox_factory(customers=3000, latency_ms=20) as sb:
         out = tmp_path / "i.jsonl"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stripe_identity_mcp", "export", "--out", str(out), "--rate", "20"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for(sb), cwd=tmp_path,
-        )  # fmt: skip
-        assert proc.stderr is not None
         # wait (bounded) until the progress line shows records written, then press Ctrl-C
-        seen = b""
-        while b"customers" not in seen and len(seen) < 100_000:
-            chunk = proc.stderr.read1(4096)  # type: ignore[attr-defined]
-            if not chunk:
-                break
-            seen += chunk
+        proc, seen = start_cli(sb, tmp_path, "--out", str(out), "--rate", "20")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         err = (seen + err).decode()

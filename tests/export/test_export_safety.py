@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,31 +27,13 @@ from stripe_identity_mcp.export.engine import Progress, run_export
 from stripe_identity_mcp.export.paths import checkpoint_path, lock_path
 from tests.conftest import make_settings, mcp_client
 from tests.export.helpers import KEY, acreate_customer, create_customer, csv_rows, jsonl_ids, live_ids, sandbox_stats
-from tests.export.test_cli import env_for
+from tests.export.test_cli import cli, env_for, start_cli
 
 pytestmark = pytest.mark.anyio
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def cli(sb: Any, *args: str) -> list[str]:
-    return [sys.executable, "-m", "stripe_identity_mcp", "export", *args]
-
-
-def start_cli(sb: Any, cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], bytes]:
-    """Start a CLI export and return once its progress line shows it is exporting (bounded read)."""
-    proc = subprocess.Popen(cli(sb, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for(sb), cwd=cwd)
-    assert proc.stderr is not None
-    seen = b""
-    while b"customers" not in seen and len(seen) < 100_000:
-        chunk = proc.stderr.read1(4096)  # type: ignore[attr-defined]
-        if not chunk:
-            break
-        seen += chunk
-    assert b"customers" in seen, seen.decode(errors="replace")
-    return proc, seen
 
 
 def assert_exact(path: Path, expected: set[str], answer: dict[str, Any]) -> None:
