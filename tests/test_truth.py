@@ -375,3 +375,49 @@ async def test_provision_of_an_existing_member_after_a_lost_attempt_is_not_recov
         assert proxy.count("POST", "/Users$") == 2
     assert r.is_error and "already exists" in r.content[0].text, r.content[0].text
     assert len(sandbox.sandbox.scim.users) == before
+
+
+# --- portal links: only a session Stripe answered with, never one made up or lost ---------------------
+
+PORTAL_ARGS = {"customer_id": FIXED_IDS["jane"], "return_url": "https://acme.example/account"}
+
+
+def portal_sessions(sb: Any) -> list[dict[str, Any]]:
+    """The portal sessions the sandbox created (each POST it ran is kept under its idempotency key)."""
+    bodies = [json.loads(saved[2]) for saved in sb.sandbox.idem.values()]
+    return [b for b in bodies if b.get("object") == "billing_portal.session"]
+
+
+@pytest.mark.parametrize("answer", ["redirect", "empty-object", "html"])
+async def test_portal_session_answered_without_proof_hands_out_no_link(sandbox, tmp_path, answer):
+    """The sandbox makes the session, the proxy answers a 302 / `{}` / HTML instead (every attempt):
+    no link is given out, and none of the sessions Stripe made appears in the answer."""
+    status, headers, body = {
+        "redirect": (302, {"Location": "https://login.example.com/sso"}, ""),
+        "empty-object": (200, {"Content-Type": "application/json"}, "{}"),
+        "html": (200, {"Content-Type": "text/html"}, HTML),
+    }[answer]
+    with FaultProxy(sandbox.base_url) as proxy:
+        proxy.add(Rule("POST", r"/v1/billing_portal/sessions$", action="after", status=status, headers=headers,
+                       body=body, count=5))  # fmt: skip
+        async with mcp_client(via(proxy, sandbox, tmp_path)) as client:
+            r = await client.call_tool("create_portal_session", PORTAL_ARGS)
+    text = r.content[0].text
+    made = portal_sessions(sandbox)
+    assert made, "the upstream committed (the fault answered after it)"
+    assert r.is_error, text
+    assert "billing.stripe.com" not in text and not any(s["url"] in text for s in made)
+    (line,) = audit_lines(tmp_path)
+    assert not line["outcome"].startswith("ok"), line
+
+
+async def test_lost_portal_session_answer_is_retried_into_the_session_stripe_made(sandbox, tmp_path):
+    """The first answer is lost after the sandbox made the session: the retry (same idempotency key)
+    replays it, so the link handed out is the one session that exists."""
+    with FaultProxy(sandbox.base_url) as proxy:
+        proxy.add(Rule("POST", r"/v1/billing_portal/sessions$", action="drop_after"))
+        async with mcp_client(via(proxy, sandbox, tmp_path)) as client:
+            r = await client.call_tool("create_portal_session", PORTAL_ARGS)
+    assert not r.is_error, r.content[0].text
+    (made,) = portal_sessions(sandbox)
+    assert r.structured_content["url"] == made["url"] and r.structured_content["id"] == made["id"]
