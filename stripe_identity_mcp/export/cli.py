@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -158,7 +159,30 @@ def main_export(argv: list[str]) -> int:
         max_rate = settings.export_rate(args.max_rate)
         line = ProgressLine(args.quiet, max_rate)
 
+        async def stop_on_ctrl_c(scope: anyio.CancelScope) -> None:
+            # Ctrl-C cancels the export through our own cancel scope; `go` then returns no result.
+            # asyncio's default (cancel the main task, raise KeyboardInterrupt if it ends cancelled)
+            # depends on that one native cancellation surviving every library on the way; once,
+            # under load, it did not, and an interrupted export ran on to exit 0.
+            with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                async for _ in signals:
+                    scope.cancel()
+                    return
+
         async def go() -> object:
+            result: object = None
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(stop_on_ctrl_c, tg.cancel_scope)
+                    try:
+                        result = await export()
+                    finally:
+                        tg.cancel_scope.cancel()  # the export is over: stop listening
+            except BaseExceptionGroup as group:  # the export's own error, not a group of one
+                raise group.exceptions[0] from None
+            return result
+
+        async def export() -> object:
             from stripe_identity_mcp.deps import open_deps
             from stripe_identity_mcp.export.engine import run_export
 
@@ -181,6 +205,8 @@ def main_export(argv: list[str]) -> int:
 
         try:
             result = anyio.run(go)
+            if result is None:  # cancelled by Ctrl-C before it finished (a finished export is reported)
+                raise KeyboardInterrupt
         except KeyboardInterrupt:
             line.end()
             print(f"{PROG}: interrupted; progress saved. Resume with:\n  {resume_command(args, fmt)}", file=sys.stderr)

@@ -25,6 +25,7 @@ from stripe_identity_mcp.deps import open_deps
 from stripe_identity_mcp.export import checkpoint as ckpt
 from stripe_identity_mcp.export.engine import Progress, run_export
 from stripe_identity_mcp.export.paths import checkpoint_path, lock_path
+from stripe_identity_mcp.sandbox.api import customers as sandbox_customers
 from tests.conftest import make_settings, mcp_client
 from tests.export.helpers import KEY, acreate_customer, create_customer, csv_rows, jsonl_ids, live_ids, sandbox_stats
 from tests.export.test_cli import cli, env_for, start_cli
@@ -181,7 +182,7 @@ async def cancelled_run(settings: Any, out: Path, after: int, **kw: Any) -> None
 
 @pytest.mark.parametrize("layout", ["seeded", "same_second"])
 async def test_resume_after_cursor_customers_deleted_ends_exact(
-    sandbox_factory: Any, tmp_path: Path, layout: str
+    sandbox_factory: Any, tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every window's cursor customer and its fallbacks are deleted while the export is interrupted.
 
@@ -196,10 +197,12 @@ async def test_resume_after_cursor_customers_deleted_ends_exact(
         kw: dict[str, Any] = {}
         if layout == "same_second":
             t0 = int(time.time())
+            # All 250 in one second, however slowly this machine creates them (the sandbox's clock).
+            monkeypatch.setattr(sandbox_customers, "now_ts", lambda: t0)
             async with httpx.AsyncClient(timeout=30) as http, anyio.create_task_group() as tg:
-                for i in range(250):  # concurrently: ~100 share each second
+                for i in range(250):
                     tg.start_soon(lambda i=i: acreate_customer(http, sb, email=f"s{i}@x.io"))
-            kw = {"created_gte": t0 - 1, "created_lt": int(time.time()) + 2, "concurrency": 1}
+            kw = {"created_gte": t0 - 1, "created_lt": t0 + 2, "concurrency": 1}
         expected = live_ids(sb)
         settings = make_settings(sb, export_dir=tmp_path)
         await cancelled_run(settings, out, 100 if layout == "same_second" else 600, **kw)
