@@ -17,8 +17,16 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 
 from stripe_identity_mcp.audit import audit_log_for, caller_name
-from stripe_identity_mcp.cards import refuse_card_numbers
+from stripe_identity_mcp.cards import card_refusal
 from stripe_identity_mcp.deps import AppDeps
+
+
+def refuse_card_numbers(**fields: Any) -> None:
+    """Raise the standard card refusal as a ToolError (see cards.card_refusal)."""
+    message = card_refusal(**fields)
+    if message is not None:
+        raise ToolError(message)
+
 
 # Arguments that name what a write is about, in the order the audit log's `target` prefers them.
 _TARGET_HINTS = ("customer_id", "email", "account_id", "user_id", "member_id", "filename")

@@ -3,7 +3,7 @@
 Card numbers
     `find_card_numbers(text)` finds digit runs (optionally separated by single spaces or dashes)
     that have a card brand's prefix (IIN) and length and pass Luhn, and returns them masked;
-    `refuse_card_numbers(**arguments)` raises a ToolError naming the argument when any string in
+    `card_refusal(**arguments)` names the argument when any string in
     them (dict keys and values, list items) contains one. `excerpt(value)` is the only form in
     which a rejected value may be echoed (short, card-masked). The server applies the refusal to
     every string argument of every tool (see card_guard.py) before the tool body runs.
@@ -15,7 +15,6 @@ import re
 import unicodedata
 from typing import Any
 
-from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
 # A run of digit groups joined by single spaces or dashes (maximal: not touching other digits).
@@ -181,18 +180,22 @@ def _first_card(value: Any, path: str) -> str | None:
     return None
 
 
-def refuse_card_numbers(**fields: Any) -> None:
-    """Raise a ToolError naming the first argument that contains a card number (None is skipped)."""
+def card_refusal(**fields: Any) -> str | None:
+    """The refusal naming the first argument that contains a card number (None is skipped), or None.
+
+    Pure, so that the CLIs can import this module without the MCP SDK; `card_guard.refuse_card_numbers`
+    raises it as the tools' ToolError."""
     for name, value in fields.items():
         if value is None:
             continue
         where = _first_card(value, name)
         if where is not None:
             at = "" if where == name else f" (at {where})"
-            raise ToolError(
+            return (
                 f"argument '{name}'{at} contains what looks like a card number; {CARD_HELP}. "
                 "Nothing was sent to Stripe."
             )
+    return None
 
 
 def mask_in(text: str) -> str:

@@ -63,3 +63,19 @@ def test_only_transports_and_the_cli_build_the_server():
 def test_settings_sit_below_clients_models_and_toolsets():
     higher = (f"{PKG}.clients", f"{PKG}.models", f"{PKG}.toolsets", f"{PKG}.server", f"{PKG}.deps")
     assert sorted(d for d in GRAPH[f"{PKG}.settings"] if under(d, *higher)) == []
+
+
+def test_the_export_sync_and_doctor_commands_start_without_the_mcp_sdk():
+    """The CLIs that talk to Stripe only (export, sync, doctor) do not import the MCP SDK: it costs
+    ~0.7 s of CPU at every start (its pydantic models), and card checks or audit lines do not need it."""
+    import subprocess
+    import sys
+
+    modules = [
+        "stripe_identity_mcp.export.cli", "stripe_identity_mcp.export.engine", "stripe_identity_mcp.deps",
+        "stripe_identity_mcp.mirror.cli", "stripe_identity_mcp.mirror.sync", "stripe_identity_mcp.mirror.export",
+        "stripe_identity_mcp.doctor", "stripe_identity_mcp.audit_log", "stripe_identity_mcp.cards",
+    ]  # fmt: skip
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in sys.modules if m == 'mcp' or m.startswith('mcp.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[]"

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from mcp.server.mcpserver.exceptions import ToolError
 
 from stripe_identity_mcp.audit import AuditLog, caller_name, redact_value
-from stripe_identity_mcp.cards import CARD_BRANDS, find_card_numbers, luhn_ok, mask_card, refuse_card_numbers
+from stripe_identity_mcp.card_guard import refuse_card_numbers
+from stripe_identity_mcp.cards import CARD_BRANDS, find_card_numbers, luhn_ok, mask_card
 from stripe_identity_mcp.deps import AppDeps
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.toolsets import all_write_tools

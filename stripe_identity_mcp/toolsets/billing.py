@@ -10,7 +10,8 @@ from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
 from stripe_identity_mcp.audit import audit
-from stripe_identity_mcp.cards import CARD_HELP, find_card_numbers, refuse_card_numbers
+from stripe_identity_mcp.card_guard import refuse_card_numbers
+from stripe_identity_mcp.cards import CARD_HELP, find_card_numbers
 from stripe_identity_mcp.clients.errors import BadRequestError, StripeIdentityError, UnexpectedResponseError
 from stripe_identity_mcp.confirmation import ConfirmArg, Confirmation, confirm_resolver, require_confirmed
 from stripe_identity_mcp.models.billing import SubscriptionList, subscription_summary

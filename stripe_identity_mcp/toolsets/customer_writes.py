@@ -14,7 +14,7 @@ from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
 from stripe_identity_mcp.audit import audit
-from stripe_identity_mcp.cards import refuse_card_numbers
+from stripe_identity_mcp.card_guard import refuse_card_numbers
 from stripe_identity_mcp.clients.errors import (
     BadRequestError,
     NotFoundError,
