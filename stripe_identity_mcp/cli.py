@@ -41,6 +41,7 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--live-rate", type=float, help="global r/s of a live key (default 100)")
     r.add_argument("--endpoint-rate", type=float, help="r/s of each endpoint, e.g. GET /v1/customers/{id} (default 25)")
     r.add_argument("--search-rate", type=float, help="r/s of all search endpoints together (default 20)")
+    r.add_argument("--scim-rate", type=float, help="r/s of SCIM calls, a budget of their own (default 10)")
     r.add_argument("--endpoint-rates", help="per-endpoint limits: 'GET /v1/customers=50, POST /v1/customers=40'")
     r.add_argument("--max-concurrency", type=int, help="requests in flight per key (default 32)")
     r.add_argument("--redis-url", metavar="URL",
@@ -112,7 +113,7 @@ _FLAG_FIELDS = (
     "http_header_timeout_s", "http_keep_alive_s", "http_write_timeout_s", "http_max_connections",
     "http_max_connections_per_ip", "http_reserved_connections", "mirror", "stream_max_events", "stream_ttl_s",
     "oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url", "oauth_introspection_url",
-    "test_rate", "live_rate", "endpoint_rate", "search_rate", "endpoint_rates", "max_concurrency",
+    "test_rate", "live_rate", "endpoint_rate", "search_rate", "scim_rate", "endpoint_rates", "max_concurrency",
     "redis_url", "replicas",
 )  # fmt: skip
 

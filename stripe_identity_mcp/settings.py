@@ -21,6 +21,9 @@ LIVE_EXPORT_SHARE = 0.25
 # The least export budget (requests/s) accepted: below it an export of any size would not finish in a
 # human's lifetime (1e-38 r/s waits ~1e38 s for its first token); 0.1 r/s is 1 000 customers a minute.
 MIN_EXPORT_RATE = 0.1
+# SCIM requests/s: Stripe publishes no SCIM limit; identity providers push far less than this, and
+# offboarding is never bulk-urgent. A budget separate from the API key's.
+SCIM_RATE = 10.0
 
 ALL_TOOLSETS = ("customers", "billing", "team", "connect", "identity", "export")
 
@@ -207,6 +210,7 @@ class Settings(BaseSettings):
         25.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_ENDPOINT_RATE", "endpoint_rate")
     )
     search_rate: float = Field(20.0, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_SEARCH_RATE", "search_rate"))
+    scim_rate: float = Field(SCIM_RATE, gt=0, validation_alias=_env("STRIPE_IDENTITY_MCP_SCIM_RATE", "scim_rate"))
     # "GET /v1/customers=50, POST /v1/customers=40": per-endpoint limits that differ from endpoint_rate.
     endpoint_rates: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict, validation_alias=_env("STRIPE_IDENTITY_MCP_ENDPOINT_RATES", "endpoint_rates")

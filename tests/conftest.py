@@ -120,6 +120,7 @@ def make_settings(sb: Any, **overrides: Any) -> Settings:
         "live_rate": 1000.0,
         "endpoint_rate": 1000.0,  # tests that pace per endpoint say so (tests/test_rate_limits.py)
         "search_rate": 1000.0,
+        "scim_rate": 1000.0,  # the SCIM client's own 10 r/s paced the team tests (and the fuzzer) for ~20 s
         "max_retries": 3,
         "retry_deadline_s": 20.0,
         # The fast retry policy: same attempts and deadline, no real back-off to sleep through.

@@ -11,9 +11,9 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-import httpx
 import pytest
 
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, SCIM_TOKEN, elicitation, make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -33,7 +33,7 @@ def scim_member(sb: Any, email: str, display: str | None = None) -> str:
     body: dict[str, Any] = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": email}
     if display is not None:
         body["displayName"] = display
-    r = httpx.post(
+    r = loopback.post(
         f"{sb.scim_base}/Users", json=body,
         headers={"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"},
     )  # fmt: skip
@@ -51,7 +51,7 @@ def check_question(question: str, lead: str) -> None:
 
 
 async def test_customer_delete_question_leads_with_trusted_facts(empty_sandbox, tmp_path):
-    r = httpx.post(
+    r = loopback.post(
         f"{empty_sandbox.base_url}/v1/customers",
         data={"email": "ann@example.com", "name": HOSTILE},
         headers={"Authorization": f"Bearer {SANDBOX_KEY}"},

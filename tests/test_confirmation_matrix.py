@@ -8,11 +8,11 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import httpx
 import pytest
 from mcp.types import ElicitResult
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, elicitation, make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -22,7 +22,7 @@ CONFIRMS = ["absent", "wrong", "right"]
 
 
 def new_customer(sb: Any, email: str) -> str:
-    r = httpx.post(
+    r = loopback.post(
         f"{sb.base_url}/v1/customers",
         data={"email": email},
         headers={"Authorization": f"Bearer {SANDBOX_KEY}"},

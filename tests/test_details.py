@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 
 import stripe_identity_mcp
 from stripe_identity_mcp.sandbox import FIXED_IDS
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, SCIM_TOKEN, make_settings, mcp_client, running_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def lines(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
 
 def test_doctor_all_good_counts_members_and_exits_zero(tmp_path):
     with running_sandbox() as sb:
-        total = httpx.get(sb.scim_base + "/Users", params={"count": 0},
+        total = loopback.get(sb.scim_base + "/Users", params={"count": 0},
                           headers={"Authorization": f"Bearer {SCIM_TOKEN}"}).json()["totalResults"]  # fmt: skip
         proc = doctor(sb, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -18,7 +18,9 @@ from stripe_identity_mcp.clients.http import TokenBucket
 from stripe_identity_mcp.clients.pacing import Pacer, endpoint_of, parse_endpoint_rates
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.settings import ConfigError, Settings
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, make_settings, mcp_client, running_sandbox
+from tests.loopback import async_http_client, http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +29,7 @@ AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 
 
 def stats(sb: Any) -> dict[str, Any]:
-    return httpx.get(f"{sb.base_url}/_sandbox/stats").json()  # type: ignore[no-any-return]
+    return loopback.get(f"{sb.base_url}/_sandbox/stats").json()  # type: ignore[no-any-return]
 
 
 async def concurrent_get_customer(client: Any, n: int) -> list[Any]:
@@ -45,13 +47,13 @@ async def concurrent_get_customer(client: Any, n: int) -> list[Any]:
 
 
 def configure(sb: Any, **values: Any) -> dict[str, Any]:
-    r = httpx.post(f"{sb.base_url}/_sandbox/config", json=values)
+    r = loopback.post(f"{sb.base_url}/_sandbox/config", json=values)
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 
 
 def burst(sb: Any, path: str, n: int, **params: Any) -> list[httpx.Response]:
-    with httpx.Client(base_url=sb.base_url, headers=AUTH) as c:
+    with http_client(base_url=sb.base_url, headers=AUTH) as c:
         return [c.get(path, params=params) for _ in range(n)]
 
 
@@ -93,7 +95,7 @@ def test_sandbox_search_limit_and_control_api_set_each_limit():
         listed = burst(sb, "/v1/customers", 8, limit=1)
         fetched = burst(sb, f"/v1/customers/{CID}", 8)
         s = stats(sb)
-        bad = httpx.post(f"{sb.base_url}/_sandbox/config", json={"endpoint_rate": 1})
+        bad = loopback.post(f"{sb.base_url}/_sandbox/config", json={"endpoint_rate": 1})
     assert (cfg["search_rate_limit"], cfg["endpoint_rate_limits"]) == (2.0, {"GET /v1/customers": 3.0})
     assert any(r.status_code == 429 for r in searched) and any(r.status_code == 429 for r in listed)
     assert all(r.status_code == 200 for r in fetched)  # 500 r/s: the default for the other endpoints
@@ -104,7 +106,7 @@ def test_sandbox_search_limit_and_control_api_set_each_limit():
 async def test_sandbox_concurrency_limit_answers_global_concurrency():
     with running_sandbox(rate_limit=1000.0, concurrency_limit=1, latency_ms=300) as sb:
         codes: list[httpx.Response] = []
-        async with httpx.AsyncClient(base_url=sb.base_url, headers=AUTH) as c:
+        async with async_http_client(base_url=sb.base_url, headers=AUTH) as c:
 
             async def one() -> None:
                 codes.append(await c.get(f"/v1/customers/{CID}"))
@@ -209,7 +211,7 @@ async def test_an_endpoint_rate_429_is_retried_and_reported_by_reason():
 
 
 async def test_lock_timeout_is_retried_and_slows_nothing(sandbox):
-    r = httpx.post(
+    r = loopback.post(
         f"{sandbox.base_url}/_sandbox/faults",
         json={"rules": [{"kind": "lock_timeout", "method": "GET", "path": f"/v1/customers/{CID}"}]},
     )
@@ -238,7 +240,7 @@ async def test_find_customers_by_email_sends_both_passes_at_once():
 
 
 async def test_a_failing_search_pass_still_answers_the_exact_matches(sandbox):
-    r = httpx.post(
+    r = loopback.post(
         f"{sandbox.base_url}/_sandbox/faults",
         json={"rules": [{"kind": "500", "method": "GET", "path": "/v1/customers/search", "count": 10}]},
     )

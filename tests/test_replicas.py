@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from stripe_identity_mcp.clients.redis_limiter import RedisLimiter
 from stripe_identity_mcp.sandbox import FIXED_IDS
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, SCRATCH, make_settings, mcp_client, running_sandbox
 from tests.redis_server import RedisServer, require_redis_server
 
@@ -32,7 +32,7 @@ TIMEOUT = 2.0
 
 
 def stats(sb: Any) -> dict[str, Any]:
-    return httpx.get(sb.base_url + "/_sandbox/stats", timeout=10).json()  # type: ignore[no-any-return]
+    return loopback.get(sb.base_url + "/_sandbox/stats", timeout=10).json()  # type: ignore[no-any-return]
 
 
 def redis_dump(url: str) -> list[tuple[bytes, bytes]]:
@@ -214,7 +214,7 @@ async def refund_scenario(pacer: Any) -> int:
                     await anyio.sleep(0.01)
                 with pytest.raises(LocalRateLimitError, match="in flight"):
                     await hasty.retrieve_customer(CID)
-                httpx.post(sb.base_url + "/_sandbox/config", json={"latency_ms": 0}, timeout=10)  # C fits in 0.5 s
+                loopback.post(sb.base_url + "/_sandbox/config", json={"latency_ms": 0}, timeout=10)  # C fits in 0.5 s
             await hasty.retrieve_customer(CID)  # C: sent at once, with B's refunded token
         return int(stats(sb)["by_endpoint"]["GET /v1/customers/{id}"])
 

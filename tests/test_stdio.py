@@ -7,11 +7,11 @@ import subprocess
 import sys
 import tempfile
 
-import httpx
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from tests import loopback
 from tests.conftest import SANDBOX_KEY
 
 pytestmark = pytest.mark.anyio
@@ -28,7 +28,7 @@ def server_env(sb, **extra: str) -> dict[str, str]:
 
 async def test_stdio_server_lists_read_tools_and_finds_duplicates(empty_sandbox):
     for name in ("A", "B"):
-        httpx.post(
+        loopback.post(
             empty_sandbox.base_url + "/v1/customers",
             data={"email": "twice@example.com", "name": name},
             headers={"Authorization": f"Bearer {SANDBOX_KEY}"},

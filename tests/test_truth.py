@@ -12,11 +12,11 @@ import json
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, make_settings, mcp_client
 from tests.faultproxy import FaultProxy, Rule
 
@@ -54,7 +54,7 @@ def stripe_customer(sb: Any, cid: str) -> dict[str, Any] | None:
 
 
 def stripe_post(sb: Any, path: str, data: dict[str, Any]) -> dict[str, Any]:
-    r = httpx.post(sb.base_url + path, data=data, headers={"Authorization": f"Bearer {SANDBOX_KEY}"})
+    r = loopback.post(sb.base_url + path, data=data, headers={"Authorization": f"Bearer {SANDBOX_KEY}"})
     r.raise_for_status()
     return r.json()  # type: ignore[no-any-return]
 

@@ -2,9 +2,8 @@
 
 Same discipline as the Stripe client (clients/http.py): paced, retried with jittered backoff and a
 deadline, secrets redacted, SCIM error bodies (`status`, `scimType`, `detail`) parsed into typed
-errors. Pacing: its own bucket at SCIM_RATE requests/s (10 r/s: Stripe publishes no SCIM limit;
-identity providers push far less than that, and offboarding is never bulk-urgent), shared by reads
-and writes — a separate budget from the API key's.
+errors. Pacing: its own bucket at `scim_rate` requests/s (settings.SCIM_RATE, 10 r/s by default:
+Stripe publishes no SCIM limit), shared by reads and writes — a separate budget from the API key's.
 
 Retries and writes. Connection errors, 429 and 5xx are retried for every method; each call's
 attempts are traced (clients/http.py Trace), so a retry's answer is read in the light of what the
@@ -39,6 +38,7 @@ from stripe_identity_mcp.models.scim import (
     ScimListResponse,
     ScimUser,
 )
+from stripe_identity_mcp.settings import SCIM_RATE
 
 if TYPE_CHECKING:
     import httpx
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from stripe_identity_mcp.settings import Settings
 
 SCIM_JSON = "application/scim+json"
-SCIM_RATE = 10.0
 MAX_COUNT = 100
 GROUP_SCAN_PAGES = 10  # a membership scan reads at most 1 000 groups
 
@@ -112,6 +111,7 @@ class ScimClient(HttpApi):
             http,
             token=token,
             base_url=settings.scim_base,
+            rate=settings.scim_rate,
             policy=RetryPolicy.from_settings(settings),
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 
 from stripe_identity_mcp.clients.errors import (
@@ -19,6 +18,7 @@ from stripe_identity_mcp.clients.errors import (
     parse_error_body,
 )
 from stripe_identity_mcp.sandbox import FIXED_IDS
+from tests import loopback
 from tests.conftest import make_settings, mcp_client
 from tests.faultproxy import FaultProxy, Rule
 
@@ -73,4 +73,4 @@ async def test_hints_come_from_codes_and_the_error_keeps_the_request(sandbox, tm
     assert not first.is_error, first.content[0].text
     assert other.is_error and "type=idempotency_error" in other.content[0].text
     assert "used for a different request" in other.content[0].text
-    assert httpx.get(f"{sandbox.base_url}/_sandbox/stats").status_code == 200
+    assert loopback.get(f"{sandbox.base_url}/_sandbox/stats").status_code == 200

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from tests import loopback
+
 KEY = "sk_test_sandbox"
 
 
@@ -19,7 +21,7 @@ def create_customer(sb: Any, **fields: Any) -> dict[str, Any]:
             form.update({f"{k}[{kk}]": vv for kk, vv in v.items()})
         else:
             form[k] = v
-    r = httpx.post(f"{sb.base_url}/v1/customers", data=form, headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
+    r = loopback.post(f"{sb.base_url}/v1/customers", data=form, headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
     r.raise_for_status()
     return r.json()  # type: ignore[no-any-return]
 
@@ -31,11 +33,11 @@ async def acreate_customer(http: httpx.AsyncClient, sb: Any, **fields: Any) -> d
 
 
 def add_faults(sb: Any, *rules: dict[str, Any]) -> None:
-    httpx.post(f"{sb.base_url}/_sandbox/faults", json={"rules": list(rules)}, timeout=10).raise_for_status()
+    loopback.post(f"{sb.base_url}/_sandbox/faults", json={"rules": list(rules)}, timeout=10).raise_for_status()
 
 
 def sandbox_stats(sb: Any) -> dict[str, Any]:
-    return httpx.get(f"{sb.base_url}/_sandbox/stats", timeout=10).json()  # type: ignore[no-any-return]
+    return loopback.get(f"{sb.base_url}/_sandbox/stats", timeout=10).json()  # type: ignore[no-any-return]
 
 
 def live_ids(sb: Any) -> set[str]:

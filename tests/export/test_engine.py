@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from stripe_identity_mcp.deps import open_deps
@@ -20,6 +19,7 @@ from stripe_identity_mcp.export.engine import ExportError, Progress, run_export
 from stripe_identity_mcp.export.paths import checkpoint_path
 from tests.conftest import make_settings
 from tests.export.helpers import KEY, acreate_customer, csv_rows, jsonl_ids, live_ids
+from tests.loopback import async_http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +82,7 @@ async def test_created_during_export_excluded_deterministically(sandbox_factory:
         before = live_ids(sb)
         settings = make_settings(sb)
         made: list[dict[str, Any]] = []
-        async with httpx.AsyncClient(timeout=10) as http, open_deps(settings) as app:
+        async with async_http_client(timeout=10) as http, open_deps(settings) as app:
 
             async def on_progress(p: Progress) -> None:
                 if len(made) < 5:  # between pages, while other windows are still being paged
@@ -103,7 +103,7 @@ async def test_deleted_cursor_customer_does_not_lose_records(sandbox_factory: An
     with sandbox_factory(customers=1500) as sb:
         before = live_ids(sb)
         settings = make_settings(sb)
-        async with httpx.AsyncClient(timeout=10) as http, open_deps(settings) as app:
+        async with async_http_client(timeout=10) as http, open_deps(settings) as app:
 
             async def on_progress(p: Progress) -> None:
                 if deleted:

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from stripe_identity_mcp.export.paths import checkpoint_path
+from tests import loopback
 from tests.conftest import make_settings, mcp_client
 from tests.export.helpers import (
     acreate_customer,
@@ -23,6 +23,7 @@ from tests.export.helpers import (
     live_ids,
     sandbox_stats,
 )
+from tests.loopback import async_http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -94,7 +95,7 @@ async def test_export_gives_up_cleanly_and_resumes(sandbox_factory: Any, tmp_pat
             text = r.content[0].text
             assert "resume=true" in text and "status=500" in text and "Traceback" not in text
             assert checkpoint_path((tmp_path / "g.jsonl").resolve()).exists()
-            httpx.delete(f"{sb.base_url}/_sandbox/faults", timeout=10).raise_for_status()  # Stripe recovers
+            loopback.delete(f"{sb.base_url}/_sandbox/faults", timeout=10).raise_for_status()  # Stripe recovers
             r = await client.call_tool("export_customers", {"format": "jsonl", "filename": "g.jsonl", "resume": True})
         assert not r.is_error, r.content[0].text
         assert r.structured_content["resumed"] is True
@@ -119,7 +120,7 @@ async def test_customers_created_during_export_are_excluded(sandbox_factory: Any
     created_during: list[dict[str, Any]] = []
     with sandbox_factory(customers=800, latency_ms=2) as sb:
         before = live_ids(sb)
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with async_http_client(timeout=10) as http:
 
             async def on_progress(progress: float, total: float | None, message: str | None) -> None:
                 if len(created_during) < 6 and progress < 800:

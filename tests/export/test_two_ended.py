@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from stripe_identity_mcp.deps import open_deps
@@ -25,6 +24,7 @@ from stripe_identity_mcp.export.engine import Progress, run_export
 from stripe_identity_mcp.export.paths import checkpoint_path
 from tests.conftest import make_settings
 from tests.export.helpers import KEY, add_faults, jsonl_ids, live_ids
+from tests.loopback import http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -131,7 +131,7 @@ async def test_resume_inside_a_two_ended_import_is_exact(
         if delete_low_cursors:
             doomed = {i for w in both_ends_in_one_second(state) for i in [w.low_cursor, *w.low_fallback] if i}
             assert doomed and doomed <= written
-            with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
+            with http_client(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
                 for cid in sorted(doomed):
                     http.delete(f"{sb.base_url}/v1/customers/{cid}").raise_for_status()
             assert live_ids(sb) == expected - doomed

@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -15,13 +16,13 @@ AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 
 
 def post(sb, path: str, data: dict, **headers: str) -> httpx.Response:
-    r = httpx.post(sb.base_url + path, data=data, headers={**AUTH, **headers})
+    r = loopback.post(sb.base_url + path, data=data, headers={**AUTH, **headers})
     assert r.status_code == 200, r.text
     return r
 
 
 def sandbox_events(sb) -> list[dict]:
-    return httpx.get(sb.base_url + "/v1/events", params={"limit": 100}, headers=AUTH).json()["data"]
+    return loopback.get(sb.base_url + "/v1/events", params={"limit": 100}, headers=AUTH).json()["data"]
 
 
 async def test_history_shows_each_change_old_and_new_with_its_origin(empty_sandbox):
@@ -29,7 +30,7 @@ async def test_history_shows_each_change_old_and_new_with_its_origin(empty_sandb
     created = post(sb, "/v1/customers", {"email": "old@example.com", "metadata[plan]": "basic"}, **{"Idempotency-Key": "ik-1"})
     cid = created.json()["id"]
     update = post(sb, f"/v1/customers/{cid}", {"email": "new@example.com", "metadata[plan]": "pro", "metadata[seats]": "3"})
-    r = httpx.post(sb.base_url + "/_sandbox/dashboard", json={"customer": cid, "params": {"name": "Dash Board"}})
+    r = loopback.post(sb.base_url + "/_sandbox/dashboard", json={"customer": cid, "params": {"name": "Dash Board"}})
     assert r.status_code == 200
     post(sb, "/v1/payment_methods/pm_card_visa/attach", {"customer": cid})
     other = post(sb, "/v1/customers", {"email": "else@example.com"}).json()["id"]

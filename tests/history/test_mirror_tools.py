@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, make_settings, mcp_client, running_sandbox
 from tests.history.helpers import async_sync
 from tests.history.test_webhooks import SECRET
@@ -15,7 +15,7 @@ AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 
 
 def create(sb, email: str) -> str:
-    return httpx.post(sb.base_url + "/v1/customers", data={"email": email}, headers=AUTH).json()["id"]
+    return loopback.post(sb.base_url + "/v1/customers", data={"email": email}, headers=AUTH).json()["id"]
 
 
 async def test_a_case_variant_created_a_second_ago_is_found_in_the_mirror_via_webhook(tmp_path):
@@ -26,9 +26,9 @@ async def test_a_case_variant_created_a_second_ago_is_found_in_the_mirror_via_we
         tokens = make_tokens(tmp_path / "t.toml", ("bot", "read-only"))
         settings = make_settings(sb, mirror=db, webhook_secret=SECRET, tokens_file=tmp_path / "t.toml")
         with http_server(settings) as running:
-            httpx.post(sb.base_url + "/_sandbox/webhooks", json={"url": running.base + "/webhooks/stripe", "secret": SECRET})
+            loopback.post(sb.base_url + "/_sandbox/webhooks", json={"url": running.base + "/webhooks/stripe", "secret": SECRET})
             variant = create(sb, "Casey@Example.COM")
-            log = httpx.post(sb.base_url + "/_sandbox/webhooks/flush").json()["log"]  # answers once delivered
+            log = loopback.post(sb.base_url + "/_sandbox/webhooks/flush").json()["log"]  # answers once delivered
             assert [e.get("status") for e in log] == [200]
             async with http_client(running.url, tokens["bot"]) as client:
                 r = await client.call_tool("find_customers_by_email", {"email": "casey@example.com"})

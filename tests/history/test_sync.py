@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, running_sandbox
 from tests.history.helpers import mirror_live, sandbox_live, sync
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def api(sb, method: str, path: str, data: dict | None = None) -> dict:
-    r = httpx.request(method, sb.base_url + path, data=data, headers=AUTH)
+    r = loopback.request(method, sb.base_url + path, data=data, headers=AUTH)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -40,7 +40,7 @@ def test_first_sync_then_changes_then_incremental_sync_is_exact(tmp_path):
         api(sb, "POST", f"/v1/customers/{new[0]}", {"name": "Renamed"})
         api(sb, "DELETE", f"/v1/customers/{ids[1]}")
         api(sb, "DELETE", f"/v1/customers/{new[1]}")  # created and deleted between two syncs
-        httpx.post(sb.base_url + "/_sandbox/dashboard", json={"customer": ids[2], "params": {"phone": "+15550100"}})
+        loopback.post(sb.base_url + "/_sandbox/dashboard", json={"customer": ids[2], "params": {"phone": "+15550100"}})
         second = sync(sb, db)
         assert second.kind == "incremental"
         assert (second.created, second.updated, second.deleted) == (2, 2, 1)
@@ -58,7 +58,7 @@ def test_a_cursor_older_than_the_retention_is_said_and_answered_with_a_re_export
         sync(sb, db)
         victim = sorted(sandbox_live(sb))[0]
         api(sb, "DELETE", f"/v1/customers/{victim}")
-        assert httpx.post(sb.base_url + "/_sandbox/events/expire").json()["expired"] >= 2
+        assert loopback.post(sb.base_url + "/_sandbox/events/expire").json()["expired"] >= 2
         again = sync(sb, db)
         assert again.kind == "re-export" and "30 days" in again.note and "re-exported" in again.note
         assert victim not in mirror_live(db)
@@ -118,7 +118,7 @@ def test_after_any_changes_sync_leaves_the_mirror_equal_to_the_sandbox(tmp_path)
                 if op == "update":
                     api(sb, "POST", f"/v1/customers/{cid}", {"email": f"u{n}{text}@Example.com", f"metadata[m{n % 3}]": text})
                 elif op == "dashboard":
-                    httpx.post(sb.base_url + "/_sandbox/dashboard", json={"customer": cid, "params": {"name": f"d{n}"}})
+                    loopback.post(sb.base_url + "/_sandbox/dashboard", json={"customer": cid, "params": {"name": f"d{n}"}})
                 else:
                     api(sb, "DELETE", f"/v1/customers/{cid}")
             sync(sb, db)

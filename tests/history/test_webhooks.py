@@ -14,6 +14,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from stripe_identity_mcp.mirror import store
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, make_settings, running_sandbox
 from tests.history.helpers import mirror_live, sandbox_live, sync
 from tests.http.conftest import http_server, make_tokens
@@ -38,11 +39,11 @@ def post_event(base: str, event: dict, header: str | None = None, secret: str = 
     sig = stripe_python_header(payload, secret) if header is None else header
     if sig:
         headers["Stripe-Signature"] = sig
-    return httpx.post(base + "/webhooks/stripe", content=payload.encode(), headers=headers)
+    return loopback.post(base + "/webhooks/stripe", content=payload.encode(), headers=headers)
 
 
 def events_of(sb, cid: str) -> list[dict]:
-    data = httpx.get(sb.base_url + "/v1/events", params={"type": "customer.*", "limit": 100}, headers=AUTH).json()["data"]
+    data = loopback.get(sb.base_url + "/v1/events", params={"type": "customer.*", "limit": 100}, headers=AUTH).json()["data"]
     return [e for e in reversed(data) if e["data"]["object"]["id"] == cid]  # oldest first
 
 
@@ -59,16 +60,16 @@ def setup(tmp_path: Path):
 
 def test_sandbox_webhooks_signed_like_stripe_update_the_mirror_without_an_mcp_token(setup):
     sb, db, base, _ = setup
-    r = httpx.post(sb.base_url + "/_sandbox/webhooks", json={"url": base + "/webhooks/stripe", "secret": SECRET})
+    r = loopback.post(sb.base_url + "/_sandbox/webhooks", json={"url": base + "/webhooks/stripe", "secret": SECRET})
     assert r.status_code == 200
-    cid = httpx.post(sb.base_url + "/v1/customers", data={"email": "hooked@example.com"}, headers=AUTH).json()["id"]
-    httpx.post(sb.base_url + f"/v1/customers/{cid}", data={"name": "Hooked"}, headers=AUTH)
-    log = lambda: httpx.post(sb.base_url + "/_sandbox/webhooks/flush").json()["log"]  # noqa: E731
+    cid = loopback.post(sb.base_url + "/v1/customers", data={"email": "hooked@example.com"}, headers=AUTH).json()["id"]
+    loopback.post(sb.base_url + f"/v1/customers/{cid}", data={"name": "Hooked"}, headers=AUTH)
+    log = lambda: loopback.post(sb.base_url + "/_sandbox/webhooks/flush").json()["log"]  # noqa: E731
     assert [entry["status"] for entry in log()] == [200, 200]  # flush answers once both were delivered
     assert mirror_live(db)[cid]["name"] == "Hooked"
     assert mirror_live(db) == sandbox_live(sb)
     victim = sorted(sandbox_live(sb))[0]
-    httpx.delete(sb.base_url + f"/v1/customers/{victim}", headers=AUTH)
+    loopback.delete(sb.base_url + f"/v1/customers/{victim}", headers=AUTH)
     assert [entry["status"] for entry in log()] == [200, 200, 200]
     assert victim not in mirror_live(db) and mirror_live(db) == sandbox_live(sb)
 
@@ -76,7 +77,7 @@ def test_sandbox_webhooks_signed_like_stripe_update_the_mirror_without_an_mcp_to
 def test_bad_unsigned_stale_or_malformed_deliveries_are_refused_and_change_nothing(setup):
     sb, db, base, _ = setup
     cid = sorted(sandbox_live(sb))[0]
-    httpx.post(sb.base_url + f"/v1/customers/{cid}", data={"name": "Changed"}, headers=AUTH)
+    loopback.post(sb.base_url + f"/v1/customers/{cid}", data={"name": "Changed"}, headers=AUTH)
     (event,) = [e for e in events_of(sb, cid) if e["type"] == "customer.updated"]
     before = mirror_live(db)
     payload = json.dumps(event)
@@ -85,7 +86,7 @@ def test_bad_unsigned_stale_or_malformed_deliveries_are_refused_and_change_nothi
         "wrong secret": post_event(base, event, secret="whsec_nope"),
         "stale": post_event(base, event, header=stripe_python_header(payload, SECRET, int(time.time()) - 301)),
         "garbage header": post_event(base, event, header="v1=abc,t=notanumber"),
-        "tampered": httpx.post(base + "/webhooks/stripe", content=payload.replace("Changed", "Evil").encode(),
+        "tampered": loopback.post(base + "/webhooks/stripe", content=payload.replace("Changed", "Evil").encode(),
                                headers={"Stripe-Signature": stripe_python_header(payload, SECRET)}),
         "not an event": post_event(base, {"hello": "world"}),
         "other mode": post_event(base, {**event, "livemode": True}),
@@ -94,7 +95,7 @@ def test_bad_unsigned_stale_or_malformed_deliveries_are_refused_and_change_nothi
         assert response.status_code == 400, name
         assert SECRET not in response.text and "error" in response.json(), name
     assert mirror_live(db) == before  # nothing applied
-    assert httpx.get(base + "/webhooks/stripe").status_code == 405
+    assert loopback.get(base + "/webhooks/stripe").status_code == 405
     # what stripe-python itself refuses, we refuse too (and vice versa for the good one)
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.Webhook.construct_event(payload, stripe_python_header(payload, SECRET, int(time.time()) - 301), SECRET)
@@ -105,7 +106,7 @@ def test_bad_unsigned_stale_or_malformed_deliveries_are_refused_and_change_nothi
 def test_rotation_and_several_v1_signatures(setup):
     sb, db, base, _ = setup
     cid = sorted(sandbox_live(sb))[1]
-    httpx.post(sb.base_url + f"/v1/customers/{cid}", data={"name": "Rotated"}, headers=AUTH)
+    loopback.post(sb.base_url + f"/v1/customers/{cid}", data={"name": "Rotated"}, headers=AUTH)
     event = events_of(sb, cid)[-1]
     payload = json.dumps(event)
     t = int(time.time())
@@ -119,9 +120,9 @@ def test_replayed_and_reordered_webhooks_leave_the_mirror_exact(setup):
     sb, db, base, _ = setup
     cid = sorted(sandbox_live(sb))[2]
     for i in range(4):  # several changes, most in the same second: order unknowable from timestamps
-        httpx.post(sb.base_url + f"/v1/customers/{cid}", data={"metadata[n]": str(i)}, headers=AUTH)
-    created = httpx.post(sb.base_url + "/v1/customers", data={"email": "late@example.com"}, headers=AUTH).json()["id"]
-    httpx.delete(sb.base_url + f"/v1/customers/{created}", headers=AUTH)
+        loopback.post(sb.base_url + f"/v1/customers/{cid}", data={"metadata[n]": str(i)}, headers=AUTH)
+    created = loopback.post(sb.base_url + "/v1/customers", data={"email": "late@example.com"}, headers=AUTH).json()["id"]
+    loopback.delete(sb.base_url + f"/v1/customers/{created}", headers=AUTH)
     deliveries = events_of(sb, cid) + events_of(sb, created)
     deliveries = deliveries + deliveries[:3]  # replays
     random.Random(7).shuffle(deliveries)

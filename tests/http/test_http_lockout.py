@@ -22,12 +22,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.settings import ConfigError
 from stripe_identity_mcp.transport_http import HttpOptions, prepare_http
+from tests import loopback
 from tests.conftest import make_settings
 from tests.http.conftest import http_client, http_server, make_tokens
 
@@ -176,7 +176,7 @@ async def test_600_silent_and_slow_header_connections_do_not_lock_out_healthz_or
         with flood(srv.prepared.port, 600, addresses=10, partial_every=2) as socks:
             wait_until(lambda: len(guard.open) >= 600, what="the server to accept 600 connections")
             started = time.monotonic()
-            health = httpx.get(srv.base + "/healthz", timeout=10)
+            health = loopback.get(srv.base + "/healthz", timeout=10)
             health_s = time.monotonic() - started
             mcp_s = await authenticated_call(srv.url, token, sandbox)
             assert health.status_code == 200 and health.json() == {"status": "ok"}
@@ -200,7 +200,7 @@ async def test_a_flood_beyond_the_cap_evicts_its_oldest_sockets_and_authenticate
         with flood(srv.prepared.port, 150, addresses=5, partial_every=3) as socks:
             wait_until(lambda: guard.evicted >= 150 - 48, what="the oldest flood sockets to be evicted")
             assert len(guard.open) <= 64 and len(guard.pending) <= 48
-            health = httpx.get(srv.base + "/healthz", timeout=10)
+            health = loopback.get(srv.base + "/healthz", timeout=10)
             mcp_s = await authenticated_call(srv.url, token, sandbox)
             assert health.status_code == 200
             assert mcp_s < 10, mcp_s
@@ -376,7 +376,7 @@ def test_connections_per_client_address_are_capped(sandbox, tmp_path):
             assert refused.startswith(b"HTTP/1.1 503 ") and b"too_many_connections" in refused and closed
             assert guard.refused_per_address == 1
             assert all(still_open(s) for s in busy)  # requests in progress are never closed for room
-            assert httpx.get(srv.base + "/healthz", timeout=10).status_code == 200  # other addresses: fine
+            assert loopback.get(srv.base + "/healthz", timeout=10).status_code == 200  # other addresses: fine
             # A freed slot can be used again.
             busy.pop().close()
             wait_until(lambda: guard.per_address.get("127.0.0.7") == 4, what="the closed slot to be freed")
@@ -470,7 +470,7 @@ def test_requests_in_progress_are_never_evicted_and_only_a_full_house_refuses(sa
             assert guard.evicted == 0 and all(still_open(s) for s in busy)
             busy.pop().close()
             wait_until(lambda: len(guard.open) == 7, what="the closed slot to be freed")
-            health = httpx.get(srv.base + "/healthz", timeout=10)
+            health = loopback.get(srv.base + "/healthz", timeout=10)
             assert health.status_code == 200
         finally:
             for sock in busy:

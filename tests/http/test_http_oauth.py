@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import httpx2
 import jwt
 import pytest
@@ -26,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.toolsets import REGISTRY
+from tests import loopback
 from tests.conftest import elicitation, make_settings
 from tests.http.conftest import INIT, MCP_HEADERS, http_client, http_server, serve_cli
 from tests.http.oauth_issuer import Issuer, SigningKey, running_issuer
@@ -88,12 +88,12 @@ def challenge_params(header: str) -> dict[str, str]:
 def test_metadata_is_served_and_every_401_points_at_it(sandbox, tmp_path, issuer):
     with http_server(oauth_settings(sandbox, tmp_path, issuer)) as srv:
         before = sandbox.app.state.sandbox.requests
-        suffixed = httpx.get(srv.base + "/.well-known/oauth-protected-resource/mcp")
-        root = httpx.get(srv.base + "/.well-known/oauth-protected-resource")
-        missing = httpx.post(srv.url, json=INIT, headers=MCP_HEADERS)
-        stream = httpx.get(srv.url, headers={"Accept": "text/event-stream"})
-        garbage = httpx.post(srv.url, json=INIT, headers=bearer("not-a-jwt"))
-        empty = httpx.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": "Basic abc"})
+        suffixed = loopback.get(srv.base + "/.well-known/oauth-protected-resource/mcp")
+        root = loopback.get(srv.base + "/.well-known/oauth-protected-resource")
+        missing = loopback.post(srv.url, json=INIT, headers=MCP_HEADERS)
+        stream = loopback.get(srv.url, headers={"Accept": "text/event-stream"})
+        garbage = loopback.post(srv.url, json=INIT, headers=bearer("not-a-jwt"))
+        empty = loopback.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": "Basic abc"})
         assert sandbox.app.state.sandbox.requests == before  # nothing reached Stripe
     assert suffixed.status_code == 200 and root.status_code == 200
     doc = suffixed.json()
@@ -136,9 +136,9 @@ def test_each_bad_token_gets_401_invalid_token_and_a_good_one_passes(sandbox, tm
             "alg none": jwt.encode(claims, None, algorithm="none"),
             "hs256 with the public key": hs256_with_public_key(issuer, srv.url),
         }
-        answers = {name: httpx.post(srv.url, json=INIT, headers=bearer(token)) for name, token in cases.items()}
-        accepted = httpx.post(srv.url, json=INIT, headers=bearer(good))
-        aud_list = httpx.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url, aud=["https://x.example", srv.url])))
+        answers = {name: loopback.post(srv.url, json=INIT, headers=bearer(token)) for name, token in cases.items()}
+        accepted = loopback.post(srv.url, json=INIT, headers=bearer(good))
+        aud_list = loopback.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url, aud=["https://x.example", srv.url])))
     for name, response in answers.items():
         assert response.status_code == 401, name
         params = challenge_params(response.headers["www-authenticate"])
@@ -157,15 +157,15 @@ def test_each_bad_token_gets_401_invalid_token_and_a_good_one_passes(sandbox, tm
 
 def test_unknown_kid_refetches_the_rotated_jwks_at_most_once_per_interval(sandbox, tmp_path, issuer):
     with http_server(oauth_settings(sandbox, tmp_path, issuer)) as srv:
-        first = httpx.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url)))
+        first = loopback.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url)))
         fetched = issuer.jwks_fetches
         rotated = SigningKey.generate()
         issuer.rotate(rotated)
-        after_rotation = httpx.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url, key=rotated)))
+        after_rotation = loopback.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url, key=rotated)))
         refetched = issuer.jwks_fetches
         ghosts = [SigningKey.generate() for _ in range(5)]
-        flood = [httpx.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url, key=k))) for k in ghosts]
-        old_key_still = httpx.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url, key=issuer.keys[1])))
+        flood = [loopback.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url, key=k))) for k in ghosts]
+        old_key_still = loopback.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url, key=issuer.keys[1])))
     assert first.status_code == 200 and fetched == 1 and issuer.discovery_fetches == 1
     assert after_rotation.status_code == 200, after_rotation.text
     assert refetched == 2  # the unknown kid made us fetch the key set again
@@ -182,7 +182,7 @@ def test_unreachable_issuer_is_503_not_a_hang_nor_a_401(sandbox, tmp_path):
     with http_server(settings) as srv:
         token = jwt.encode({"sub": "x"}, SigningKey.generate().private, algorithm="RS256", headers={"kid": "k"})
         started = time.monotonic()
-        response = httpx.post(srv.url, json=INIT, headers=bearer(token), timeout=30)
+        response = loopback.post(srv.url, json=INIT, headers=bearer(token), timeout=30)
         elapsed = time.monotonic() - started
     assert response.status_code == 503
     assert response.json()["error"] == "temporarily_unavailable"
@@ -203,9 +203,9 @@ async def test_customers_read_token_lists_only_customer_read_tools_and_gets_403_
         async with http_client(srv.url, token, mode=protocol_mode) as client:
             tools = await client.list_tools()
             read = await client.call_tool("get_customer", {"customer_id": FIXED_IDS["jane"]})
-        write = httpx.post(srv.url, json=call("create_customer", {"email": "x@example.com"}), headers=bearer(token))
-        team = httpx.post(srv.url, json=call("list_team_members"), headers=bearer(token))
-        unknown = httpx.post(srv.url, json=call("no_such_tool"), headers=bearer(token))
+        write = loopback.post(srv.url, json=call("create_customer", {"email": "x@example.com"}), headers=bearer(token))
+        team = loopback.post(srv.url, json=call("list_team_members"), headers=bearer(token))
+        unknown = loopback.post(srv.url, json=call("no_such_tool"), headers=bearer(token))
     assert {t.name for t in tools.tools} == CUSTOMER_READ_TOOLS | {"describe_access"}
     assert not read.is_error and read.structured_content["id"] == FIXED_IDS["jane"]
     assert write.status_code == 403
@@ -229,8 +229,8 @@ async def test_scope_matrix_is_intersected_with_the_process_flags(sandbox, tmp_p
             created = await client.call_tool("create_customer", {"email": "scoped@example.com"})
         async with http_client(srv.url, billing, mode="auto") as client:
             billing_tools = {t.name for t in (await client.list_tools()).tools}
-        refused = httpx.post(srv.url, json=INIT, headers=bearer(nothing))
-        team_write = httpx.post(srv.url, json=call("deactivate_team_member", {"email": "a@b.c"}), headers=bearer(writer))
+        refused = loopback.post(srv.url, json=INIT, headers=bearer(nothing))
+        team_write = loopback.post(srv.url, json=call("deactivate_team_member", {"email": "a@b.c"}), headers=bearer(writer))
     assert CUSTOMER_READ_TOOLS | {"create_customer", "delete_customer", "list_team_members"} <= writer_tools
     assert not any("connect" in name or "account" in name for name in writer_tools)  # the process lacks connect
     assert "deactivate_team_member" not in writer_tools
@@ -252,7 +252,7 @@ async def test_write_scope_never_widens_a_read_only_process(sandbox, tmp_path, i
         async with http_client(srv.url, token) as client:
             tools = {t.name for t in (await client.list_tools()).tools}
             attempt = await client.call_tool("create_customer", {"email": "nope@example.com"})
-        doc = httpx.get(srv.base + "/.well-known/oauth-protected-resource").json()
+        doc = loopback.get(srv.base + "/.well-known/oauth-protected-resource").json()
     assert tools == CUSTOMER_READ_TOOLS | {"describe_access"}
     assert attempt.is_error
     assert len(store.customers) == count
@@ -297,10 +297,10 @@ def test_a_session_opened_by_one_person_is_404_for_another(sandbox, tmp_path, is
     with http_server(oauth_settings(sandbox, tmp_path, issuer)) as srv:
         alice = issuer.mint(srv.url, scope="customers:read")
         mallory = issuer.mint(srv.url, scope="customers:read", sub="user-666")
-        opened = httpx.post(srv.url, json=INIT, headers=bearer(alice))
+        opened = loopback.post(srv.url, json=INIT, headers=bearer(alice))
         session = opened.headers["mcp-session-id"]
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
-        hijack = httpx.post(srv.url, json=listing, headers={**bearer(mallory), "Mcp-Session-Id": session})
+        hijack = loopback.post(srv.url, json=listing, headers={**bearer(mallory), "Mcp-Session-Id": session})
     assert opened.status_code == 200
     assert hijack.status_code == 404
 
@@ -444,10 +444,10 @@ async def test_bot_token_confirmation_crosses_replicas_but_not_tokens(sandbox, t
 def test_public_url_is_the_resource_and_the_default_audience(sandbox, tmp_path, issuer):
     settings = oauth_settings(sandbox, tmp_path, issuer, public_url="https://mcp.example.test/")
     with http_server(settings) as srv:
-        doc = httpx.get(srv.base + "/.well-known/oauth-protected-resource").json()
-        missing = httpx.post(srv.url, json=INIT, headers=MCP_HEADERS)
-        public = httpx.post(srv.url, json=INIT, headers=bearer(issuer.mint(AUDIENCE)))
-        local = httpx.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url)))
+        doc = loopback.get(srv.base + "/.well-known/oauth-protected-resource").json()
+        missing = loopback.post(srv.url, json=INIT, headers=MCP_HEADERS)
+        public = loopback.post(srv.url, json=INIT, headers=bearer(issuer.mint(AUDIENCE)))
+        local = loopback.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url)))
     assert doc["resource"] == AUDIENCE
     assert challenge_params(missing.headers["www-authenticate"])["resource_metadata"] == (
         "https://mcp.example.test/.well-known/oauth-protected-resource/mcp"
@@ -489,9 +489,9 @@ def test_cli_flags_serve_oauth_with_the_embedded_sandbox(tmp_path, issuer):
     token = issuer.mint(AUDIENCE)
     with serve_cli(args, cwd=tmp_path, env=env) as served:
         url = served.url
-        doc = httpx.get(url.removesuffix("/mcp") + "/.well-known/oauth-protected-resource/mcp", timeout=10).json()
-        accepted = httpx.post(url, json=INIT, headers=bearer(token), timeout=10)
-        refused = httpx.post(url, json=INIT, headers=bearer(issuer.mint(url)), timeout=10)
+        doc = loopback.get(url.removesuffix("/mcp") + "/.well-known/oauth-protected-resource/mcp", timeout=10).json()
+        accepted = loopback.post(url, json=INIT, headers=bearer(token), timeout=10)
+        refused = loopback.post(url, json=INIT, headers=bearer(issuer.mint(url)), timeout=10)
     seen, out, err = served.seen, served.out, served.err
     assert doc["resource"] == url and doc["authorization_servers"] == [issuer.url]
     assert accepted.status_code == 200, accepted.text
@@ -511,8 +511,8 @@ async def test_live_key_writes_also_need_live_write(sandbox, tmp_path, issuer):
             without = {t.name for t in (await client.list_tools()).tools}
         async with http_client(srv.url, live) as client:
             with_live = {t.name for t in (await client.list_tools()).tools}
-        refused = httpx.post(srv.url, json=call("create_customer", {"email": "l@example.com"}), headers=bearer(test_only))
-        doc = httpx.get(srv.base + "/.well-known/oauth-protected-resource").json()
+        refused = loopback.post(srv.url, json=call("create_customer", {"email": "l@example.com"}), headers=bearer(test_only))
+        doc = loopback.get(srv.base + "/.well-known/oauth-protected-resource").json()
     assert "create_customer" not in without and CUSTOMER_READ_TOOLS <= without
     assert "create_customer" in with_live
     assert refused.status_code == 403
@@ -535,10 +535,10 @@ def test_a_silent_issuer_times_out_into_a_503(sandbox, tmp_path, monkeypatch):
         with http_server(settings) as srv:
             token = jwt.encode({"sub": "x"}, SigningKey.generate().private, algorithm="RS256", headers={"kid": "k"})
             started = time.monotonic()
-            first = httpx.post(srv.url, json=INIT, headers=bearer(token), timeout=30)
+            first = loopback.post(srv.url, json=INIT, headers=bearer(token), timeout=30)
             elapsed = time.monotonic() - started
-            again = httpx.post(srv.url, json=INIT, headers=bearer(token), timeout=30)  # backs off: no new wait
-            health = httpx.get(srv.base + "/healthz")
+            again = loopback.post(srv.url, json=INIT, headers=bearer(token), timeout=30)  # backs off: no new wait
+            health = loopback.get(srv.base + "/healthz")
     finally:
         silent.close()
     assert first.status_code == 503 and again.status_code == 503
@@ -562,9 +562,9 @@ def test_bot_tokens_and_people_side_by_side(sandbox, tmp_path, issuer):
     path = tmp_path / "tokens.toml"
     tokens = make_tokens(path, ("support-bot", "read-only"))
     with http_server(oauth_settings(sandbox, tmp_path, issuer, tokens_file=path)) as srv:
-        bot = httpx.post(srv.url, json=INIT, headers=bearer(tokens["support-bot"]))
-        person = httpx.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url)))
-        wrong_bot = httpx.post(srv.url, json=INIT, headers=bearer(tokens["support-bot"] + "x"))
+        bot = loopback.post(srv.url, json=INIT, headers=bearer(tokens["support-bot"]))
+        person = loopback.post(srv.url, json=INIT, headers=bearer(issuer.mint(srv.url)))
+        wrong_bot = loopback.post(srv.url, json=INIT, headers=bearer(tokens["support-bot"] + "x"))
     assert bot.status_code == 200 and person.status_code == 200
     assert wrong_bot.status_code == 401
     params = challenge_params(wrong_bot.headers["www-authenticate"])
@@ -597,13 +597,13 @@ def test_opaque_tokens_are_introspected_cached_and_checked(sandbox, tmp_path, is
             "opaque-other-aud": {**active, "aud": "https://other.example/mcp"},
             "opaque-expired": {**active, "exp": now - 120},
         }
-        good = httpx.post(srv.url, json=INIT, headers=bearer("opaque-good"))
-        again = httpx.post(srv.url, json=INIT, headers=bearer("opaque-good"))
+        good = loopback.post(srv.url, json=INIT, headers=bearer("opaque-good"))
+        again = loopback.post(srv.url, json=INIT, headers=bearer("opaque-good"))
         calls_after_good = issuer.introspections
-        write = httpx.post(srv.url, json=call("create_customer", {"email": "o@example.com"}), headers=bearer("opaque-good"))
-        refused = {t: httpx.post(srv.url, json=INIT, headers=bearer(t)) for t in issuer.opaque if t != "opaque-good"}
+        write = loopback.post(srv.url, json=call("create_customer", {"email": "o@example.com"}), headers=bearer("opaque-good"))
+        refused = {t: loopback.post(srv.url, json=INIT, headers=bearer(t)) for t in issuer.opaque if t != "opaque-good"}
         issuer.introspection_client = (client_id, "rotated-at-the-idp-0123456789")
-        bad_credentials = httpx.post(srv.url, json=INIT, headers=bearer("opaque-never-seen"))
+        bad_credentials = loopback.post(srv.url, json=INIT, headers=bearer("opaque-never-seen"))
     assert good.status_code == 200 and again.status_code == 200
     assert calls_after_good == 1  # the second request used the cached answer
     assert write.status_code == 403

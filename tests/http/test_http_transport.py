@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from stripe_identity_mcp.http_auth import load_tokens
@@ -19,6 +18,7 @@ from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.settings import ConfigError
 from stripe_identity_mcp.toolsets import all_write_tools
 from stripe_identity_mcp.transport_http import HttpOptions, prepare_http
+from tests import loopback
 from tests.conftest import make_settings
 from tests.http.conftest import INIT, MCP_HEADERS, http_client, http_server, make_tokens, serve_cli
 
@@ -62,11 +62,11 @@ def test_missing_or_unknown_token_gets_401_with_bearer_challenge(sandbox, tmp_pa
     path, tokens = two_tokens
     with http_server(settings_for(sandbox, tmp_path, path)) as srv:
         before = sandbox.app.state.sandbox.requests
-        missing = httpx.post(srv.url, json=INIT, headers=MCP_HEADERS)
-        bad = httpx.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": "Bearer sim_not-a-real-token"})
-        almost = httpx.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": f"Bearer {tokens['reader']}x"})
-        basic = httpx.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": f"Basic {tokens['reader']}"})
-        good = httpx.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": f"Bearer {tokens['reader']}"})
+        missing = loopback.post(srv.url, json=INIT, headers=MCP_HEADERS)
+        bad = loopback.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": "Bearer sim_not-a-real-token"})
+        almost = loopback.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": f"Bearer {tokens['reader']}x"})
+        basic = loopback.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": f"Basic {tokens['reader']}"})
+        good = loopback.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": f"Bearer {tokens['reader']}"})
     for response in (missing, bad, almost, basic):
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -90,8 +90,8 @@ async def test_mcp_client_with_bad_token_cannot_connect(sandbox, tmp_path, two_t
 def test_healthz_needs_no_token_and_reveals_nothing(sandbox, tmp_path, two_tokens):
     path, _ = two_tokens
     with http_server(settings_for(sandbox, tmp_path, path)) as srv:
-        health = httpx.get(srv.base + "/healthz")
-        other = httpx.get(srv.base + "/admin")
+        health = loopback.get(srv.base + "/healthz")
+        other = loopback.get(srv.base + "/admin")
     assert health.status_code == 200
     assert health.json() == {"status": "ok"}
     assert "sk_" not in health.text and "scim" not in health.text
@@ -187,11 +187,11 @@ def test_a_session_cannot_be_used_with_another_token(sandbox, tmp_path):
     path = tmp_path / "tokens.toml"
     tokens = make_tokens(path, ("one", "read-only"), ("two", "read-only"))
     with http_server(settings_for(sandbox, tmp_path, path)) as srv:
-        opened = httpx.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": f"Bearer {tokens['one']}"})
+        opened = loopback.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Authorization": f"Bearer {tokens['one']}"})
         session = opened.headers["mcp-session-id"]
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
         headers = {**MCP_HEADERS, "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-11-25"}
-        stolen = httpx.post(srv.url, json=listing, headers={**headers, "Authorization": f"Bearer {tokens['two']}"})
+        stolen = loopback.post(srv.url, json=listing, headers={**headers, "Authorization": f"Bearer {tokens['two']}"})
     assert opened.status_code == 200
     assert stolen.status_code == 404
 
@@ -226,11 +226,11 @@ def test_disallowed_origin_and_host_are_refused(sandbox, tmp_path, two_tokens):
     auth = {**MCP_HEADERS, "Authorization": f"Bearer {tokens['reader']}"}
     with http_server(settings_for(sandbox, tmp_path, path), allowed_origins=["https://chat.example.com"]) as srv:
         port = srv.prepared.port
-        evil = httpx.post(srv.url, json=INIT, headers={**auth, "Origin": "https://evil.example"})
-        evil_no_token = httpx.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Origin": "https://evil.example"})
-        local = httpx.post(srv.url, json=INIT, headers={**auth, "Origin": f"http://localhost:{port}"})
-        configured = httpx.post(srv.url, json=INIT, headers={**auth, "Origin": "https://chat.example.com"})
-        bad_host = httpx.post(srv.url, json=INIT, headers={**auth, "Host": "attacker.example"})
+        evil = loopback.post(srv.url, json=INIT, headers={**auth, "Origin": "https://evil.example"})
+        evil_no_token = loopback.post(srv.url, json=INIT, headers={**MCP_HEADERS, "Origin": "https://evil.example"})
+        local = loopback.post(srv.url, json=INIT, headers={**auth, "Origin": f"http://localhost:{port}"})
+        configured = loopback.post(srv.url, json=INIT, headers={**auth, "Origin": "https://chat.example.com"})
+        bad_host = loopback.post(srv.url, json=INIT, headers={**auth, "Host": "attacker.example"})
     assert evil.status_code == 403
     assert evil_no_token.status_code == 403  # checked before the token: a browser learns nothing
     assert local.status_code == 200
@@ -243,7 +243,7 @@ def test_oversized_body_is_rejected(sandbox, tmp_path, two_tokens):
     body = json.dumps({**INIT, "params": {**INIT["params"], "padding": "x" * (1024 * 1024 + 10)}})
     headers = {**MCP_HEADERS, "Authorization": f"Bearer {tokens['reader']}"}
     with http_server(settings_for(sandbox, tmp_path, path)) as srv:
-        response = httpx.post(srv.url, content=body, headers=headers)
+        response = loopback.post(srv.url, content=body, headers=headers)
     assert response.status_code == 413
 
 
@@ -345,15 +345,15 @@ def test_cli_serves_http_with_the_embedded_sandbox(tmp_path):
     args = ["--sandbox", "--port", "0", "--tokens-file", str(path), "--audit-log", str(tmp_path / "audit.jsonl")]
     with serve_cli(args, cwd=tmp_path, env=subprocess_env()) as served:
         url = served.url
-        health = httpx.get(url.removesuffix("/mcp") + "/healthz", timeout=10)
-        denied = httpx.post(url, json=INIT, headers=MCP_HEADERS, timeout=10)
+        health = loopback.get(url.removesuffix("/mcp") + "/healthz", timeout=10)
+        denied = loopback.post(url, json=INIT, headers=MCP_HEADERS, timeout=10)
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                    "params": {"name": "get_customer", "arguments": {"customer_id": FIXED_IDS["jane"]}}}  # fmt: skip
         headers = {**MCP_HEADERS, "Authorization": f"Bearer {tokens['cli-bot']}"}
-        opened = httpx.post(url, json=INIT, headers=headers, timeout=10)
+        opened = loopback.post(url, json=INIT, headers=headers, timeout=10)
         session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-11-25"}
-        httpx.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**headers, **session}, timeout=10)
-        called = httpx.post(url, json=listing, headers={**headers, **session}, timeout=30)
+        loopback.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**headers, **session}, timeout=10)
+        called = loopback.post(url, json=listing, headers={**headers, **session}, timeout=30)
     assert health.status_code == 200
     assert denied.status_code == 401
     assert opened.status_code == 200

@@ -15,6 +15,7 @@ from referencing.jsonschema import DRAFT202012
 
 from stripe_identity_mcp.sandbox.seed import ACCT_JANE_ID, JANE_ID, LEE_ID
 from stripe_identity_mcp.settings import DEFAULT_API_VERSION
+from tests import loopback
 
 from .conftest import RK_KEY, client
 
@@ -198,7 +199,7 @@ def test_fidelity_answers_validate(sandbox, api: httpx.Client, spec, registry) -
     schema = response_schema(spec, "/v1/customers/{customer}", "get", "default")
     bad_version = api.get(f"/v1/customers/{JANE_ID}", headers={"Stripe-Version": "2019-2-19"})
     bad_type = api.get(f"/v1/customers/{JANE_ID}/payment_methods", params={"type": "bogus"})
-    httpx.post(f"{sandbox.base_url}/_sandbox/faults", json={"rules": [{"kind": "lock_timeout", "path": f"/v1/customers/{JANE_ID}"}]})
+    loopback.post(f"{sandbox.base_url}/_sandbox/faults", json={"rules": [{"kind": "lock_timeout", "path": f"/v1/customers/{JANE_ID}"}]})
     locked = api.get(f"/v1/customers/{JANE_ID}")
     assert [r.status_code for r in (bad_version, bad_type, locked)] == [400, 400, 429]
     for r in (bad_version, bad_type, locked):

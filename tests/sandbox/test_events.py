@@ -7,11 +7,11 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox import SandboxConfig, SandboxHandle, serve_in_thread
 from stripe_identity_mcp.sandbox.seed import JANE_ID
+from tests import loopback
 from tests.sandbox.conftest import RK_KEY, client
 
 stripe = pytest.importorskip("stripe")
@@ -104,7 +104,7 @@ def test_event_cursors_created_filter_and_retention(fresh: SandboxHandle) -> Non
         assert [e["id"] for e in newer["data"]] == [e["id"] for e in all_[2:4]] and newer["has_more"]
         later = api.get("/v1/events", params={"created[gt]": all_[0]["created"]}).json()["data"]
         assert later == []
-        assert httpx.post(fresh.base_url + "/_sandbox/events/expire").json() == {"expired": 5}
+        assert loopback.post(fresh.base_url + "/_sandbox/events/expire").json() == {"expired": 5}
         assert api.get("/v1/events").json()["data"] == []
         gone = api.get(f"/v1/events/{all_[0]['id']}")
         assert gone.status_code == 404 and gone.json()["error"]["code"] == "resource_missing"
@@ -114,7 +114,7 @@ def test_event_cursors_created_filter_and_retention(fresh: SandboxHandle) -> Non
 
 
 def test_dashboard_changes_have_no_request_id(fresh: SandboxHandle) -> None:
-    r = httpx.post(fresh.base_url + "/_sandbox/dashboard", json={"customer": JANE_ID, "params": {"name": "Jane Dash"}})
+    r = loopback.post(fresh.base_url + "/_sandbox/dashboard", json={"customer": JANE_ID, "params": {"name": "Jane Dash"}})
     assert r.status_code == 200 and r.json()["name"] == "Jane Dash"
     with client(fresh) as api:
         (event,) = api.get("/v1/events").json()["data"]
@@ -124,7 +124,7 @@ def test_dashboard_changes_have_no_request_id(fresh: SandboxHandle) -> None:
 def test_webhooks_are_signed_so_stripe_python_accepts_them(fresh: SandboxHandle) -> None:
     rx = Receiver()
     try:
-        r = httpx.post(fresh.base_url + "/_sandbox/webhooks", json={"url": rx.url, "secret": SECRET, "types": ["customer.*"]})
+        r = loopback.post(fresh.base_url + "/_sandbox/webhooks", json={"url": rx.url, "secret": SECRET, "types": ["customer.*"]})
         assert r.status_code == 200 and "secret" not in r.json()
         with client(fresh) as api:
             cid = api.post("/v1/customers", data={"email": "hook@example.com"}).json()["id"]
@@ -137,7 +137,7 @@ def test_webhooks_are_signed_so_stripe_python_accepts_them(fresh: SandboxHandle)
         assert all(e.data.object.id == cid for e in events)
         with pytest.raises(stripe.SignatureVerificationError):
             stripe.Webhook.construct_event(got[0][0], got[0][1], "whsec_other")
-        log = httpx.get(fresh.base_url + "/_sandbox/webhooks").json()["log"]
+        log = loopback.get(fresh.base_url + "/_sandbox/webhooks").json()["log"]
         assert [entry["status"] for entry in log] == [200, 200, 200]
         assert json.loads(got[0][0])["id"] == log[0]["event"]
     finally:

@@ -15,6 +15,8 @@ import pytest
 from stripe_identity_mcp.sandbox import SandboxConfig, SandboxHandle, serve_in_thread
 from stripe_identity_mcp.sandbox.app import PAYMENT_METHOD_TYPES
 from stripe_identity_mcp.sandbox.seed import JANE_ID, JANE_PM_ID
+from tests import loopback
+from tests.loopback import http_client
 
 from .conftest import client
 
@@ -28,7 +30,7 @@ def stripe_error(r: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def arm(sb: SandboxHandle, **rule: Any) -> None:
-    r = httpx.post(f"{sb.base_url}/_sandbox/faults", json={"rules": [rule]})
+    r = loopback.post(f"{sb.base_url}/_sandbox/faults", json={"rules": [rule]})
     assert r.status_code == 200, r.text
 
 
@@ -82,7 +84,7 @@ def test_api_key_is_checked_before_the_version(fresh: SandboxHandle) -> None:
 @pytest.mark.parametrize("kind", ["lock_timeout", "409"])
 def test_lock_timeout_is_a_429_that_asks_for_a_retry(fresh: SandboxHandle, kind: str) -> None:
     arm(fresh, kind=kind, path="/v1/customers", method="POST")
-    listed = httpx.get(f"{fresh.base_url}/_sandbox/faults").json()["rules"]
+    listed = loopback.get(f"{fresh.base_url}/_sandbox/faults").json()["rules"]
     assert [r["kind"] for r in listed] == ["lock_timeout"]  # "409" is stored under its Stripe name
     n0 = count(fresh)
     with client(fresh) as c:
@@ -178,7 +180,7 @@ SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 
 def scim(sb: SandboxHandle) -> httpx.Client:
     headers = {"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"}
-    return httpx.Client(base_url=sb.scim_base, headers=headers, timeout=10)
+    return http_client(base_url=sb.scim_base, headers=headers, timeout=10)
 
 
 def by_email(c: httpx.Client, email: str) -> list[dict[str, Any]]:

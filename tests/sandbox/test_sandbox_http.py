@@ -8,6 +8,7 @@ import pytest
 from stripe_identity_mcp.sandbox import SandboxConfig, serve_in_thread
 from stripe_identity_mcp.sandbox.forms import parse_form
 from stripe_identity_mcp.sandbox.seed import JANE_ID, JANE_PM_ID, JANE_SUB_ID, JANE_VARIANT_ID, LEE_ID, OMAR_ID
+from tests import loopback
 
 from .conftest import LIVE_KEY, RK_KEY, TEST_KEY, client
 
@@ -184,7 +185,7 @@ def test_auth_errors(sandbox) -> None:
         e = err(r, 401)
         assert e["message"] == "Invalid API Key provided: sk_test_****abcd"
         assert "abcdefghijklmn" not in r.text
-    basic = httpx.get(sandbox.base_url + "/v1/customers", params={"limit": 1}, auth=(TEST_KEY, ""))
+    basic = loopback.get(sandbox.base_url + "/v1/customers", params={"limit": 1}, auth=(TEST_KEY, ""))
     assert basic.status_code == 200
 
 
@@ -370,15 +371,15 @@ def test_scim_mounted_and_latency(fresh) -> None:
     import time
 
     pytest.importorskip("stripe_identity_mcp.sandbox.scim")
-    r = httpx.get(fresh.scim_base + "/Users", headers={"Authorization": "Bearer scim_sandbox"})
+    r = loopback.get(fresh.scim_base + "/Users", headers={"Authorization": "Bearer scim_sandbox"})
     assert r.status_code == 200 and "Resources" in r.json()
-    assert httpx.post(fresh.base_url + "/_sandbox/config", json={"latency_ms": 60}).status_code == 200
+    assert loopback.post(fresh.base_url + "/_sandbox/config", json={"latency_ms": 60}).status_code == 200
     with client(fresh) as c:
         t0 = time.monotonic()
         assert c.get("/v1/customers", params={"limit": 1}).status_code == 200
         assert time.monotonic() - t0 >= 0.06
     t0 = time.monotonic()
-    httpx.get(fresh.scim_base + "/Users", headers={"Authorization": "Bearer scim_sandbox"})
+    loopback.get(fresh.scim_base + "/Users", headers={"Authorization": "Bearer scim_sandbox"})
     assert time.monotonic() - t0 >= 0.06
 
 

@@ -3,8 +3,7 @@ worker is reused, but every use gets fresh sandbox state, and a released server 
 
 from __future__ import annotations
 
-import httpx
-
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, running_sandbox
 
 AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
@@ -12,15 +11,15 @@ AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 
 def test_a_reused_server_serves_fresh_state_and_nothing_between_uses() -> None:
     with running_sandbox(empty=True) as first:
-        made = httpx.post(first.base_url + "/v1/customers", data={"email": "pool@example.com"}, headers=AUTH)
+        made = loopback.post(first.base_url + "/v1/customers", data={"email": "pool@example.com"}, headers=AUTH)
         assert made.status_code == 200
         assert len(first.sandbox.stores["test"].customers) == 1
         base = first.base_url
-    between = httpx.get(base + "/v1/customers", headers=AUTH)
+    between = loopback.get(base + "/v1/customers", headers=AUTH)
     assert between.status_code == 503  # released: no test's state behind it
     with running_sandbox(empty=True) as second:
         assert second.base_url == base  # the same server, so the freshness below is the pool's doing
-        listed = httpx.get(second.base_url + "/v1/customers", headers=AUTH)
+        listed = loopback.get(second.base_url + "/v1/customers", headers=AUTH)
         assert listed.status_code == 200 and listed.json()["data"] == []
         assert second.sandbox is not first.sandbox
 
@@ -28,5 +27,5 @@ def test_a_reused_server_serves_fresh_state_and_nothing_between_uses() -> None:
 def test_sandboxes_held_at_once_are_separate_servers() -> None:
     with running_sandbox(empty=True) as a, running_sandbox(empty=True) as b:
         assert a.base_url != b.base_url
-        httpx.post(a.base_url + "/v1/customers", data={"email": "only-a@example.com"}, headers=AUTH)
-        assert httpx.get(b.base_url + "/v1/customers", headers=AUTH).json()["data"] == []
+        loopback.post(a.base_url + "/v1/customers", data={"email": "only-a@example.com"}, headers=AUTH)
+        assert loopback.get(b.base_url + "/v1/customers", headers=AUTH).json()["data"] == []

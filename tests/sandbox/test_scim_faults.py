@@ -14,6 +14,8 @@ import pytest
 
 from stripe_identity_mcp.sandbox import SandboxConfig, SandboxHandle, serve_in_thread
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
+from tests import loopback
+from tests.loopback import http_client
 
 TOKEN = "scim_sandbox"
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -25,7 +27,7 @@ DEACTIVATE = {"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"ac
 
 def scim_client(sb: SandboxHandle) -> httpx.Client:
     # No keep-alive: every request gets its own connection, so a dropped one cannot leak into the next.
-    return httpx.Client(
+    return http_client(
         base_url=sb.scim_base,
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/scim+json"},
         timeout=10,
@@ -34,13 +36,13 @@ def scim_client(sb: SandboxHandle) -> httpx.Client:
 
 
 def arm(sb: SandboxHandle, **rule: Any) -> dict[str, Any]:
-    r = httpx.post(f"{sb.base_url}/_sandbox/faults", json={"rules": [rule]})
+    r = loopback.post(f"{sb.base_url}/_sandbox/faults", json={"rules": [rule]})
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 
 
 def stats(sb: SandboxHandle) -> dict[str, Any]:
-    return httpx.get(f"{sb.base_url}/_sandbox/stats").json()  # type: ignore[no-any-return]
+    return loopback.get(f"{sb.base_url}/_sandbox/stats").json()  # type: ignore[no-any-return]
 
 
 def new_user(email: str) -> dict[str, Any]:
@@ -77,7 +79,7 @@ def test_500_is_scim_shaped_and_counted_once(fresh) -> None:
     assert third.status_code == 200 and third.json()["totalResults"] == before + 1
     s = stats(fresh)
     assert s["faults_injected"] == 2 and s["by_status"]["500"] == 2
-    assert httpx.get(f"{fresh.base_url}/_sandbox/faults").json() == {"rules": []}
+    assert loopback.get(f"{fresh.base_url}/_sandbox/faults").json() == {"rules": []}
 
 
 def test_429_is_scim_shaped_with_retry_after_and_changes_nothing(fresh) -> None:
@@ -134,15 +136,15 @@ def test_v1_rules_and_pathless_rules_never_touch_scim(fresh) -> None:
     with scim_client(fresh) as c:
         answers = [c.get("/Users").status_code, c.post("/Users", json=new_user("pathless@example.com")).status_code]
     assert answers == [200, 201] and stats(fresh)["faults_injected"] == 0
-    rules = httpx.get(f"{fresh.base_url}/_sandbox/faults").json()["rules"]
+    rules = loopback.get(f"{fresh.base_url}/_sandbox/faults").json()["rules"]
     assert [(r["kind"], r["count"]) for r in rules] == [("500", 5), ("reset", 5)]
 
 
 @pytest.mark.parametrize("kind", ["lock_timeout", "409"])
 def test_lock_timeout_is_refused_for_scim_paths(fresh, kind: str) -> None:
-    r = httpx.post(f"{fresh.base_url}/_sandbox/faults", json={"rules": [{"kind": kind, "path": "/scim/v2/Users"}]})
+    r = loopback.post(f"{fresh.base_url}/_sandbox/faults", json={"rules": [{"kind": kind, "path": "/scim/v2/Users"}]})
     assert r.status_code == 400 and "/v1 only" in r.json()["error"]
-    assert httpx.get(f"{fresh.base_url}/_sandbox/faults").json() == {"rules": []}
+    assert loopback.get(f"{fresh.base_url}/_sandbox/faults").json() == {"rules": []}
 
 
 def test_random_faults_stay_v1_only() -> None:
@@ -150,7 +152,7 @@ def test_random_faults_stay_v1_only() -> None:
     with serve_in_thread(cfg) as sb:
         with scim_client(sb) as c:
             scim_answers = {c.get("/Users", params={"count": 1}).status_code for _ in range(10)}
-        with httpx.Client(base_url=sb.base_url, headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10) as v1:
+        with http_client(base_url=sb.base_url, headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10) as v1:
             try:
                 v1_status: int | str = v1.get("/v1/customers", params={"limit": 1}).status_code
             except httpx.TransportError:
@@ -178,13 +180,13 @@ def test_stripe_like_deactivation_deletes_with_204(deleting) -> None:
 
 
 def test_keep_inactive_can_be_switched_at_runtime(fresh) -> None:
-    cfg = httpx.post(f"{fresh.base_url}/_sandbox/config", json={"scim_keep_inactive": True})
+    cfg = loopback.post(f"{fresh.base_url}/_sandbox/config", json={"scim_keep_inactive": True})
     assert cfg.status_code == 200 and cfg.json()["scim_keep_inactive"] is True
     with scim_client(fresh) as c:
         kept = c.patch(f"/Users/{OMAR}", json=DEACTIVATE)
         assert kept.status_code == 200 and fresh.sandbox.scim.users[OMAR]["active"] is False
         # the old setting name (opposite sense) still switches deletion back on
-        old = httpx.post(f"{fresh.base_url}/_sandbox/config", json={"scim_deactivate_deletes": True})
+        old = loopback.post(f"{fresh.base_url}/_sandbox/config", json={"scim_deactivate_deletes": True})
         assert old.status_code == 200 and old.json()["scim_keep_inactive"] is False
         off = c.patch(f"/Users/{OMAR}", json=DEACTIVATE)
     assert off.status_code == 204 and OMAR not in fresh.sandbox.scim.users

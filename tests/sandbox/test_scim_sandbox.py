@@ -17,6 +17,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS, ScimSandbox
+from tests import loopback
+from tests.loopback import http_client
 
 TOKEN = "scim_sandbox"
 SCIM_CT = "application/scim+json"
@@ -58,7 +60,7 @@ def scim() -> Iterator[tuple[ScimSandbox, httpx.Client]]:
     # keep_inactive: these tests are about the seeded inactive member and inactive users staying
     # visible; Stripe's default (deactivation deletes) is covered in tests/sandbox/test_fidelity.py.
     with serve_scim(keep_inactive=True) as (sb, base):
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
+        with http_client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
             yield sb, c
 
 
@@ -97,7 +99,7 @@ def assert_error(r: httpx.Response, status: int, scim_type: str | None = None) -
 
 def test_missing_token_is_401_scim_error() -> None:
     with serve_scim() as (_, base):
-        r = httpx.get(base + "/Users")
+        r = loopback.get(base + "/Users")
         assert_error(r, 401)
         assert r.headers["www-authenticate"].lower().startswith("bearer")
         assert "scim_sandbox" not in r.text
@@ -105,17 +107,17 @@ def test_missing_token_is_401_scim_error() -> None:
 
 def test_wrong_token_is_401_and_not_echoed() -> None:
     with serve_scim() as (_, base):
-        r = httpx.get(base + "/Users", headers={"Authorization": "Bearer sekrit_wrong_token"})
+        r = loopback.get(base + "/Users", headers={"Authorization": "Bearer sekrit_wrong_token"})
         assert_error(r, 401)
         assert "sekrit_wrong_token" not in r.text
-        r = httpx.get(base + "/ServiceProviderConfig", headers={"Authorization": "Basic c2NpbTpzY2lt"})
+        r = loopback.get(base + "/ServiceProviderConfig", headers={"Authorization": "Basic c2NpbTpzY2lt"})
         assert_error(r, 401)
 
 
 def test_custom_token() -> None:
     with serve_scim(token="tok_custom") as (_, base):
-        assert httpx.get(base + "/Users", headers={"Authorization": "Bearer tok_custom"}).status_code == 200
-        assert httpx.get(base + "/Users", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401
+        assert loopback.get(base + "/Users", headers={"Authorization": "Bearer tok_custom"}).status_code == 200
+        assert loopback.get(base + "/Users", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401
 
 
 # --------------------------------------------------------------------------- seed
@@ -486,7 +488,7 @@ def test_mounted_in_the_real_sandbox() -> None:
     if not hasattr(runner, "serve_in_thread"):
         pytest.skip("serve_in_thread not available")
     with runner.serve_in_thread(runner.SandboxConfig(empty=False, scim_keep_inactive=True)) as sb:
-        with httpx.Client(base_url=sb.scim_base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
+        with http_client(base_url=sb.scim_base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
             body = c.get("/Users", params={"filter": 'userName eq "jane@acme.com"'}).json()
             assert body["totalResults"] == 1 and body["Resources"][0]["active"] is False
             assert c.get("/ServiceProviderConfig").json()["patch"]["supported"] is True

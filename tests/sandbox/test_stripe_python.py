@@ -10,6 +10,7 @@ stripe = pytest.importorskip("stripe")
 
 from stripe_identity_mcp.sandbox import SandboxConfig, SandboxHandle, serve_in_thread  # noqa: E402
 from stripe_identity_mcp.sandbox.seed import JANE_ID, LEE_ID  # noqa: E402
+from tests import loopback  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -113,17 +114,15 @@ def _v1_requests(handle: SandboxHandle) -> int:
 
 
 def _arm(handle: SandboxHandle, **rule: object) -> None:
-    import httpx
 
-    assert httpx.post(f"{handle.base_url}/_sandbox/faults", json={"rules": [rule]}).status_code == 200
+    assert loopback.post(f"{handle.base_url}/_sandbox/faults", json={"rules": [rule]}).status_code == 200
 
 
 @pytest.fixture()
 def retrying(handle: SandboxHandle):
     yield stripe.StripeClient("sk_test_sandbox", base_addresses={"api": handle.base_url}, max_network_retries=2)
-    import httpx
 
-    httpx.delete(f"{handle.base_url}/_sandbox/faults")  # a failed test leaves no armed rule behind
+    loopback.delete(f"{handle.base_url}/_sandbox/faults")  # a failed test leaves no armed rule behind
 
 
 def test_stripe_python_retries_a_lock_timeout(handle: SandboxHandle, retrying) -> None:

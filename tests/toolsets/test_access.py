@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
-from stripe_identity_mcp.clients.scim import SCIM_RATE
+from tests import loopback
 from tests.conftest import make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
 
 
 def arm(sb: Any, **rule: Any) -> None:
-    r = httpx.post(f"{sb.base_url}/_sandbox/faults", json={"rules": [rule]})
+    r = loopback.post(f"{sb.base_url}/_sandbox/faults", json={"rules": [rule]})
     assert r.status_code == 200, r.text
 
 
 async def test_describe_access_shows_the_scim_budget_and_its_counters(sandbox):
     arm(sandbox, kind="500", path="/scim/v2/Users", method="GET")
-    async with mcp_client(make_settings(sandbox)) as client:
+    async with mcp_client(make_settings(sandbox, scim_rate=7.5)) as client:  # the configured budget is shown
         before = (await client.call_tool("describe_access", {})).structured_content["rate_limit"]
         listed = await client.call_tool("list_team_members", {"count": 1})  # 500, retried, then 200
         r = await client.call_tool("describe_access", {})
@@ -30,7 +29,7 @@ async def test_describe_access_shows_the_scim_budget_and_its_counters(sandbox):
     budget = r.structured_content["rate_limit"]
     scim = budget["scim"]
     assert set(scim) == {"rate_per_s", "tokens_now", "requests", "retries", "rate_limited"}  # no always-null fields
-    assert scim["rate_per_s"] == SCIM_RATE and 0 <= scim["tokens_now"] <= SCIM_RATE
+    assert scim["rate_per_s"] == 7.5 and 0 <= scim["tokens_now"] <= 7.5
     assert (scim["requests"], scim["retries"], scim["rate_limited"]) == (2, 1, 0)
     assert budget["requests"] == 0 and budget["retries"] == 0  # SCIM calls do not count as Stripe API calls
     assert {"global", "endpoints", "rate_limited"} <= set(budget)

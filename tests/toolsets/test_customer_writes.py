@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.toolsets import billing, customer_writes
+from tests import loopback
 from tests.conftest import make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -113,10 +113,10 @@ async def test_allow_duplicate_email_creates_a_second_one(sandbox, tmp_path):
 
 async def test_lost_response_during_create_makes_exactly_one_customer(empty_sandbox, tmp_path):
     rule = {"kind": "drop_after_commit", "method": "POST", "path": "/v1/customers", "count": 1}
-    httpx.post(f"{empty_sandbox.base_url}/_sandbox/faults", json={"rules": [rule]}).raise_for_status()
+    loopback.post(f"{empty_sandbox.base_url}/_sandbox/faults", json={"rules": [rule]}).raise_for_status()
     async with mcp_client(writes(empty_sandbox, tmp_path)) as client:
         r = await client.call_tool("create_customer", {"email": "lost@example.com", "name": "Lost Response"})
-    stats = httpx.get(f"{empty_sandbox.base_url}/_sandbox/stats").json()
+    stats = loopback.get(f"{empty_sandbox.base_url}/_sandbox/stats").json()
     assert stats["faults_injected"] == 1  # the response really was dropped after the commit
     assert not r.is_error, r.content[0].text
     found = customers_with_email(empty_sandbox, "lost@example.com")

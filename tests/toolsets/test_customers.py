@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -17,7 +17,7 @@ READ_TOOLS = {
 
 
 def stripe_post(sb, path: str, data: dict, key: str = SANDBOX_KEY) -> dict:
-    r = httpx.post(sb.base_url + path, data=data, headers={"Authorization": f"Bearer {key}"})
+    r = loopback.post(sb.base_url + path, data=data, headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -93,7 +93,7 @@ async def test_get_customer_and_deleted_flag(empty_sandbox, protocol_mode):
         assert not r.is_error, r.content[0].text
         assert r.structured_content["metadata"] == {"crm": "7"}
         assert r.structured_content["deleted"] is False
-        httpx.delete(
+        loopback.delete(
             f"{empty_sandbox.base_url}/v1/customers/{created['id']}", headers={"Authorization": f"Bearer {SANDBOX_KEY}"}
         ).raise_for_status()
         r = await client.call_tool("get_customer", {"customer_id": created["id"]})
@@ -126,7 +126,7 @@ async def test_wrong_id_shapes_are_refused_before_calling_stripe(empty_sandbox, 
         r = await client.call_tool("get_customer", args)
     assert r.is_error
     assert "customer_id" in r.content[0].text
-    stats = httpx.get(empty_sandbox.base_url + "/_sandbox/stats").json()
+    stats = loopback.get(empty_sandbox.base_url + "/_sandbox/stats").json()
     assert stats["requests"] == 0
 
 

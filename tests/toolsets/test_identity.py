@@ -6,12 +6,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
 from stripe_identity_mcp.toolsets import identity
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, make_settings, mcp_client, running_sandbox
 
 pytestmark = pytest.mark.anyio
@@ -97,11 +97,11 @@ async def test_rejected_scim_token_degrades_only_the_team_part(sandbox):
 
 async def test_customer_api_failing_does_not_fail_team_or_connect(sandbox):
     rule = {"kind": "500", "method": "GET", "path": "/v1/customers", "count": 100}
-    httpx.post(f"{sandbox.base_url}/_sandbox/faults", json={"rules": [rule]}).raise_for_status()
+    loopback.post(f"{sandbox.base_url}/_sandbox/faults", json={"rules": [rule]}).raise_for_status()
     try:
         report = await resolve(make_settings(sandbox, max_retries=0), "jane@acme.com")
     finally:
-        httpx.delete(f"{sandbox.base_url}/_sandbox/faults").raise_for_status()
+        loopback.delete(f"{sandbox.base_url}/_sandbox/faults").raise_for_status()
     assert report["customers"] == [] and report["notes"]["customers"].startswith("error:")
     assert "500" in report["notes"]["customers"]
     assert report["team_status"] == "inactive" and len(report["connect_accounts"]) == 1
@@ -109,7 +109,7 @@ async def test_customer_api_failing_does_not_fail_team_or_connect(sandbox):
 
 async def test_exact_duplicates_are_warned(empty_sandbox):
     for name in ("Dup One", "Dup Two"):
-        httpx.post(
+        loopback.post(
             f"{empty_sandbox.base_url}/v1/customers",
             data={"email": "dup@example.com", "name": name},
             headers={"Authorization": f"Bearer {SANDBOX_KEY}"},
@@ -157,7 +157,7 @@ async def test_live_key_says_live_mode_was_searched(sandbox):
 
 async def test_search_lag_hides_a_fresh_case_variant_and_says_so(sandbox_factory):
     with sandbox_factory(search_lag_s=600) as sb:
-        httpx.post(
+        loopback.post(
             f"{sb.base_url}/v1/customers",
             data={"email": "OMAR@globex.com"},
             headers={"Authorization": f"Bearer {SANDBOX_KEY}"},

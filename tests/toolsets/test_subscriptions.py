@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox import FIXED_IDS
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, make_settings, mcp_client
 
 pytestmark = pytest.mark.anyio
 
 
 def post(sb: Any, path: str, data: dict[str, Any]) -> dict[str, Any]:
-    r = httpx.post(sb.base_url + path, data=data, headers={"Authorization": f"Bearer {SANDBOX_KEY}"})
+    r = loopback.post(sb.base_url + path, data=data, headers={"Authorization": f"Bearer {SANDBOX_KEY}"})
     r.raise_for_status()
     return r.json()  # type: ignore[no-any-return]
 
@@ -24,7 +24,7 @@ async def test_a_customer_billed_twice_is_flagged(empty_sandbox):
     first = post(empty_sandbox, "/v1/subscriptions", {"customer": cid, "items[0][price]": "price_pro"})
     second = post(empty_sandbox, "/v1/subscriptions", {"customer": cid, "items[0][price]": "price_pro"})
     other = post(empty_sandbox, "/v1/subscriptions", {"customer": cid, "items[0][price]": "price_addon"})
-    httpx.delete(f"{empty_sandbox.base_url}/v1/subscriptions/{other['id']}",
+    loopback.delete(f"{empty_sandbox.base_url}/v1/subscriptions/{other['id']}",
                  headers={"Authorization": f"Bearer {SANDBOX_KEY}"}).raise_for_status()  # fmt: skip
     async with mcp_client(make_settings(empty_sandbox)) as client:
         r = await client.call_tool("list_customer_subscriptions", {"customer_id": cid})

@@ -10,11 +10,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
 from stripe_identity_mcp.toolsets import team
+from tests import loopback
 from tests.conftest import SCIM_TOKEN, elicitation, make_settings, mcp_client, running_sandbox
 
 pytestmark = pytest.mark.anyio
@@ -41,7 +41,7 @@ def users(sb: Any) -> dict[str, dict[str, Any]]:
 
 
 def new_member(sb: Any, email: str) -> str:
-    r = httpx.post(
+    r = loopback.post(
         f"{sb.scim_base}/Users",
         json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": email, "displayName": "T"},
         headers={"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"},
@@ -358,16 +358,16 @@ async def test_deactivate_then_delete_seeded_member_with_audit_trail(sandbox, tm
 
 
 def arm(sb: Any, **rule: Any) -> None:
-    r = httpx.post(f"{sb.base_url}/_sandbox/faults", json={"rules": [rule]})
+    r = loopback.post(f"{sb.base_url}/_sandbox/faults", json={"rules": [rule]})
     assert r.status_code == 200, r.text
 
 
 def sandbox_stats(sb: Any) -> dict[str, Any]:
-    return httpx.get(f"{sb.base_url}/_sandbox/stats").json()  # type: ignore[no-any-return]
+    return loopback.get(f"{sb.base_url}/_sandbox/stats").json()  # type: ignore[no-any-return]
 
 
 def pending_faults(sb: Any) -> list[dict[str, Any]]:
-    return httpx.get(f"{sb.base_url}/_sandbox/faults").json()["rules"]  # type: ignore[no-any-return]
+    return loopback.get(f"{sb.base_url}/_sandbox/faults").json()["rules"]  # type: ignore[no-any-return]
 
 
 async def test_lost_provision_answer_is_recovered_not_duplicated(sandbox, tmp_path):
