@@ -90,19 +90,28 @@ OR_JOINS = [" OR ", " or ", " oR "]
 ODD_JOINS = ["", ",", " , ", " AND AND ", "AND ", " ANDx "]
 
 
+# Strategies built once: hypothesis caches what it learns about a strategy on the object, so one
+# rebuilt for every draw (two dozen per query) was most of this test's CPU.
+_FAMILIES = [AND_JOINS, OR_JOINS, AND_JOINS + OR_JOINS, AND_JOINS + OR_JOINS + ODD_JOINS]
+_FAMILY = {id(f): st.sampled_from(f) for f in _FAMILIES}
+_PICK_FAMILY, _ONE_IN_15 = st.sampled_from(_FAMILIES), st.integers(0, 14)
+_VALID, _INVALID, _LENGTH = st.sampled_from(VALID), st.sampled_from(INVALID), st.integers(min_value=0, max_value=11)
+_ENDING, _START = st.sampled_from(["", "", "", " ", " AND", " or "]), st.sampled_from(["", " "])
+
+
 @st.composite
 def queries(draw: Any) -> str:
     """Mostly well-formed queries (one join family), with a few broken clauses, joins and endings."""
-    family = draw(st.sampled_from([AND_JOINS, OR_JOINS, AND_JOINS + OR_JOINS, AND_JOINS + OR_JOINS + ODD_JOINS]))
+    family = _FAMILY[id(draw(_PICK_FAMILY))]
 
     def clause() -> str:
-        return draw(st.sampled_from(INVALID)) if draw(st.integers(0, 14)) == 0 else draw(st.sampled_from(VALID))
+        return draw(_INVALID) if draw(_ONE_IN_15) == 0 else draw(_VALID)
 
     parts = [clause()]
-    for _ in range(draw(st.integers(min_value=0, max_value=11))):
-        parts += [draw(st.sampled_from(family)), clause()]
-    ending = draw(st.sampled_from(["", "", "", " ", " AND", " or "]))
-    return draw(st.sampled_from(["", " "])) + "".join(parts) + ending
+    for _ in range(draw(_LENGTH)):
+        parts += [draw(family), clause()]
+    ending = draw(_ENDING)
+    return draw(_START) + "".join(parts) + ending
 
 
 @given(queries())
