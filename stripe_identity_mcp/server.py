@@ -51,6 +51,7 @@ class AuditedServer(MCPServer[AppDeps]):
     """
 
     _write_tools: frozenset[str] | None = None
+    _published: list[MCPTool] | None = None
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppDeps, Any] | None = None
@@ -71,8 +72,13 @@ class AuditedServer(MCPServer[AppDeps]):
 
     async def list_tools(self) -> list[MCPTool]:
         """The published definitions, slimmed for the model's context (schema_slim.py) and sorted by
-        name: the same order on every list, replica and protocol generation (clients cache it)."""
-        return sorted((slim_tool(tool) for tool in await super().list_tools()), key=lambda tool: tool.name)
+        name: the same order on every list, replica and protocol generation (clients cache it).
+        Computed once per server (tools are all given to the constructor, see build_server): every
+        session lists them, and slimming each schema again cost more than the listing itself."""
+        if self._published is None:
+            tools = await super().list_tools()
+            self._published = sorted((slim_tool(tool) for tool in tools), key=lambda tool: tool.name)
+        return list(self._published)  # the Tool objects are shared: read them, do not change them
 
     async def _writes(self) -> frozenset[str]:
         """Names of the tools not annotated read-only (registration is over before the first call)."""
