@@ -12,7 +12,7 @@ backoff and bucket penalty, 5xx, connection resets), so the export runs at the c
 when Stripe pushes back.
 
 Windows are split adaptively, never blindly: the range starts as geometric windows back from the
-cut-off (1, 8, 64, 512 days, then the rest down to the lower bound — by default Stripe's launch,
+cut-off (64 and 512 days, then the rest down to the lower bound — by default Stripe's launch,
 2010-01-01), paged at once within the client's burst. An idle worker then splits the window with the
 largest *estimated* remaining count (its density so far × remaining span, at least three pages) at
 the time midpoint of what is left. Windows without a first page are never split, so an empty region
@@ -200,11 +200,14 @@ class Window:
         )  # fmt: skip
 
 
-INITIAL_SPANS_DAYS = (1, 8, 64, 512)
+# No shorter spans: a window costs at least one request, and every window ends in a partial page, so
+# a day or a week of a small account (or a quiet month of any) was a request for a few records or
+# none. Two ends and splits give the concurrency; the windows only need to be where data is likely.
+INITIAL_SPANS_DAYS = (64, 512)
 
 
 def initial_windows(gte: int, lt: int) -> list[Window]:
-    """Geometric windows back from `lt` (1, 8, 64, 512 days, then the rest down to `gte`).
+    """Geometric windows back from `lt` (64, 512 days, then the rest down to `gte`).
 
     They are paged at once (the client's burst allows a few requests immediately), and most accounts
     grow over time, so the recent ones tend to hold data; an empty one costs a single request.
