@@ -26,10 +26,10 @@ serve: $(STAMP)
 demo: $(STAMP)
 	@$(BIN)/stripe-identity-mcp demo
 
-# The whole suite in parallel (pytest-xdist): one worker per core plus one, for the tests that wait on a
-# subprocess or a timeout. The suite is CPU-bound now (pooled sandbox servers, no 40 ms ACK stalls);
-# each worker also pays ~6 s of CPU to import and collect. On 2 cores shared with other work (CPU-s /
-# wall): 3 workers 250/179, 215/132, 251/153; 4 workers 308/212, 258/139; 2 workers 258/245.
+# The whole suite in parallel (pytest-xdist): two workers per core. About a fifth of the run waits on
+# something (server subprocesses, sockets, timeouts), and a worker costs ~5 s of CPU to start. On
+# 2 cores, pytest wall / CPU-s: 3 workers 104 s / 168, 106 / 175; 4 workers 90 / 167, 95 / 175;
+# 5 workers 104 / 199; 6 workers 95 / 187.
 # `check` first: ruff (ruff.toml), mypy (mypy.ini); both keep their caches in the tree.
 #
 # Start-up is ~10 % of the run, so two things keep it short. Bytecode: the package is compiled once
@@ -38,7 +38,7 @@ demo: $(STAMP)
 # the package from source again. Plugins: named explicitly with autoload off, because an autoloaded
 # plugin marks its whole distribution for assertion rewriting (hypothesis, anyio: ~110 modules
 # parsed and rewritten by every worker); the four below are all that the test extra installs.
-WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 PYTEST_PLUGINS := -p xdist.plugin -p xdist.looponfail -p anyio.pytest_plugin -p _hypothesis_pytestplugin
 test: $(STAMP) check
 	@$(BIN)/python -m compileall -q -j 0 stripe_identity_mcp >/dev/null
