@@ -280,7 +280,7 @@ async def test_removal_confirmation_matrix(sandbox, tmp_path, protocol_mode, too
         asked: list[str] = []
         async with mcp_client(settings, mode=protocol_mode, **elicitation(answer, asked)) as client:
             result = await client.call_tool(tool, args)
-        case = f"{tool} answer={answer} confirm={confirm} mode={protocol_mode}"
+        case = f"{tool} answer={answer} confirm={confirm} mode={protocol_mode}: {result.content[0].text[:300]!r}"
         should = confirm.startswith("right") and answer in (None, "accept")
         stored = users(sandbox).get(uid)
         if tool == "deactivate_team_member":
