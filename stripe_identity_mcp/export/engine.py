@@ -146,6 +146,9 @@ class Window:
     # `created` of the first record each end wrote (in memory): the span each end's data covers.
     top_first: int | None = field(default=None, repr=False, compare=False)
     low_first: int | None = field(default=None, repr=False, compare=False)
+    # Customers per second of each end's last full page (in memory): the density where that end is now.
+    top_rho: float | None = field(default=None, repr=False, compare=False)
+    low_rho: float | None = field(default=None, repr=False, compare=False)
     anchor: str | None = field(default=None, repr=False, compare=False)
     # While a page of the oldest end is in flight: [the window that page belongs to] (a split moves it).
     low_ticket: list[Window] | None = field(default=None, repr=False, compare=False)
@@ -359,6 +362,7 @@ class Scanner:
                 w.anchor, w.anchor_created = w.low_cursor, w.low_created
             w.low_cursor, w.low_created, w.low_fallback, w.at_low = None, None, [], []
             new.low_fetched, new.low_first, w.low_fetched, w.low_first = w.low_fetched, w.low_first, 0, None
+            new.low_rho, w.low_rho = w.low_rho, None
             w.low_stopped = w.low_busy = False
         w.child_pending = True
         w.gte = mid
@@ -379,10 +383,16 @@ class Scanner:
     @classmethod
     def _gap_within_page(cls, w: Window) -> bool:
         """Are the two ends probably less than a page apart? (An overestimated density makes this say
-        no: a wrong guess costs a page, not time.) Not known inside one second (an import)."""
+        no: a wrong guess costs a page, not time.) Not known inside one second (an import).
+
+        The density is the higher of the window's average and each end's last page: in clustered data
+        the average spans the empty stretches and says "a page apart" where a cluster still holds
+        fifteen, and the end that then waits leaves the cluster to one cursor (bursty exports ended
+        on such a chain)."""
         rho = cls._both_density(w)
         if rho is None or w.cursor_created is None or w.low_created is None or w.cursor_created == w.low_created:
             return False
+        rho = max([rho] + [r for r in (w.top_rho, w.low_rho) if r is not None])
         return rho * (w.cursor_created - w.low_created) < PAGE
 
     @classmethod
@@ -531,6 +541,8 @@ class Scanner:
             w.cursor = last["id"]
             w.cursor_created = last["created"]
             w.fallback = [c["id"] for c in kept[-4:-1]]
+            if len(kept) == PAGE:
+                w.top_rho = PAGE / (kept[0]["created"] - last["created"] + 1)
         self.pages += 1
         self._note_anchors(data)
         if cut or met or not data or not body.get("has_more"):
@@ -567,6 +579,8 @@ class Scanner:
             w.at_low = same if last["created"] != w.low_created else w.at_low + same
             w.low_cursor, w.low_created = last["id"], last["created"]
             w.low_fallback = [c["id"] for c in kept[-4:-1]]
+            if len(kept) == PAGE:
+                w.low_rho = PAGE / (last["created"] - kept[0]["created"] + 1)
         self.pages += 1
         self._note_anchors(data)
         if met or not data or not body.get("has_more"):
