@@ -41,7 +41,8 @@ sides. The ends meet exactly: a record already written from the other end — ol
 cursor's second, or of that second and among its ids (`at_top` / `at_low`, the ids of the cursor's
 second, as for deleted-cursor recovery) — stops the page and finishes the window; a page from the
 other end still in flight is then dropped. When the ends are probably less than a page apart (by the
-density both have seen; unknown inside one second), only one of them asks. A two-ended window is
+density both have seen, or each end's last full page where that is higher; unknown inside one
+second), only one of them asks. A two-ended window is
 split between its ends: the part below takes the oldest end (a page of it in flight follows it, see
 `low_ticket`), the part above keeps the newest end. If the oldest end's cursor and fallbacks are
 deleted, it stops and the newest end pages the rest, stopping where the oldest one did.
