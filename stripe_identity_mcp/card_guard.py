@@ -42,16 +42,16 @@ def _target(arguments: dict[str, Any]) -> str | None:
 
 def check_arguments(tool: str, arguments: dict[str, Any], *, audited: bool, context: Any = None) -> None:
     """Raise the standard card refusal (argument name, where, "Nothing was sent to Stripe")."""
-    try:
-        refuse_card_numbers(**arguments)
-    except ToolError:
-        app = getattr(getattr(context, "request_context", None), "lifespan_context", None)
-        if audited and isinstance(app, AppDeps):
-            audit_log_for(app).record(
-                tool=tool,
-                target=_target(arguments),  # masked by the audit log like every value
-                args={k: v for k, v in arguments.items() if v is not None and v is not False},
-                outcome="refused",
-                caller=caller_name(app),
-            )
-        raise
+    message = card_refusal(**arguments)
+    if message is None:
+        return
+    app = getattr(getattr(context, "request_context", None), "lifespan_context", None)
+    if audited and isinstance(app, AppDeps):
+        audit_log_for(app).record(
+            tool=tool,
+            target=_target(arguments),  # masked by the audit log like every value
+            args={k: v for k, v in arguments.items() if v is not None and v is not False},
+            outcome="refused",
+            caller=caller_name(app),
+        )
+    raise ToolError(message)
