@@ -20,12 +20,14 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def http_client(**kwargs: Any) -> httpx.Client:
+# Capitalised as the httpx classes they stand in for: `loopback.Client(...)` reads as `httpx.Client(...)`
+# (and does not collide with tests/http/conftest.py's `http_client`, an MCP client over HTTP).
+def Client(**kwargs: Any) -> httpx.Client:
     kwargs.setdefault("verify", tls_context())
     return httpx.Client(**kwargs)
 
 
-def async_http_client(**kwargs: Any) -> httpx.AsyncClient:
+def AsyncClient(**kwargs: Any) -> httpx.AsyncClient:
     kwargs.setdefault("verify", tls_context())
     return httpx.AsyncClient(**kwargs)
 

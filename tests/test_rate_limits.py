@@ -20,7 +20,6 @@ from stripe_identity_mcp.sandbox import FIXED_IDS
 from stripe_identity_mcp.settings import ConfigError, Settings
 from tests import loopback
 from tests.conftest import SANDBOX_KEY, make_settings, mcp_client, running_sandbox
-from tests.loopback import async_http_client, http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +52,7 @@ def configure(sb: Any, **values: Any) -> dict[str, Any]:
 
 
 def burst(sb: Any, path: str, n: int, **params: Any) -> list[httpx.Response]:
-    with http_client(base_url=sb.base_url, headers=AUTH) as c:
+    with loopback.Client(base_url=sb.base_url, headers=AUTH) as c:
         return [c.get(path, params=params) for _ in range(n)]
 
 
@@ -106,7 +105,7 @@ def test_sandbox_search_limit_and_control_api_set_each_limit():
 async def test_sandbox_concurrency_limit_answers_global_concurrency():
     with running_sandbox(rate_limit=1000.0, concurrency_limit=1, latency_ms=300) as sb:
         codes: list[httpx.Response] = []
-        async with async_http_client(base_url=sb.base_url, headers=AUTH) as c:
+        async with loopback.AsyncClient(base_url=sb.base_url, headers=AUTH) as c:
 
             async def one() -> None:
                 codes.append(await c.get(f"/v1/customers/{CID}"))

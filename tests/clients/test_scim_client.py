@@ -23,7 +23,6 @@ from stripe_identity_mcp.settings import SCIM_RATE
 from stripe_identity_mcp.toolsets.team import scim_error
 from tests import loopback
 from tests.conftest import SCIM_TOKEN, make_settings
-from tests.loopback import async_http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +47,7 @@ def dropped(sb: Any) -> int:
 
 async def test_from_settings_takes_token_base_and_its_own_pace(sandbox):
     settings = make_settings(sandbox, scim_rate=SCIM_RATE + 1)
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         assert ScimClient(http, token="t", base_url=sandbox.scim_base).bucket.rate == SCIM_RATE  # the default
         scim = ScimClient.from_settings(settings, http)
         assert scim.base_url == sandbox.scim_base and scim.service == "Stripe SCIM"
@@ -61,7 +60,7 @@ async def test_from_settings_takes_token_base_and_its_own_pace(sandbox):
 
 async def test_list_users_pages_with_start_index_and_count(sandbox):
     ids: list[str] = []
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
         start = 1
         for _ in range(10):
@@ -91,7 +90,7 @@ def test_any_filter_value_round_trips_as_one_json_string(value):
 
 async def test_find_by_email_exact_case_insensitive_escaped_or_none(sandbox_factory):
     with sandbox_factory(scim_keep_inactive=True) as sandbox:  # the seeded inactive jane exists only then
-        async with async_http_client() as http:
+        async with loopback.AsyncClient() as http:
             scim = client(http, sandbox.scim_base)
             odd = await scim.create_user('o"neil\\q@example.com')
             assert (await scim.find_by_email('o"neil\\q@example.com')).id == odd.id
@@ -103,7 +102,7 @@ async def test_find_by_email_exact_case_insensitive_escaped_or_none(sandbox_fact
 
 
 async def test_get_user_and_404(sandbox):
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
         omar = await scim.get_user(OMAR)
         assert (omar.userName, omar.active, omar.meta.resourceType) == ("omar@globex.com", True, "User")
@@ -113,7 +112,7 @@ async def test_get_user_and_404(sandbox):
 
 
 async def test_empty_ids_are_rejected_before_any_request(sandbox):
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
         for call in (scim.get_user, scim.deactivate_user, scim.delete_user):
             with pytest.raises(BadRequestError, match="must not be empty"):
@@ -122,7 +121,7 @@ async def test_empty_ids_are_rejected_before_any_request(sandbox):
 
 
 async def test_bad_token_is_401_and_never_echoed(sandbox):
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         scim = client(http, sandbox.scim_base, token="scim_not_the_token")
         with pytest.raises(AuthenticationError) as err:
             await scim.list_users()
@@ -134,7 +133,7 @@ async def test_bad_token_is_401_and_never_echoed(sandbox):
 
 
 async def test_create_user_sends_names_and_returns_the_resource(sandbox):
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
         user = await scim.create_user("ada@example.com", given_name="Ada", family_name="Lovelace")
     assert user.userName == "ada@example.com" and user.active is True and not user.recovered
@@ -146,7 +145,7 @@ async def test_create_user_sends_names_and_returns_the_resource(sandbox):
 
 async def test_duplicate_create_is_a_uniqueness_conflict(sandbox):
     before = len(sandbox.sandbox.scim.users)
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
         with pytest.raises(ConflictError) as err:
             await scim.create_user("omar@globex.com")
@@ -157,7 +156,7 @@ async def test_duplicate_create_is_a_uniqueness_conflict(sandbox):
 async def test_lost_create_answer_is_recovered_not_duplicated(sandbox):
     arm(sandbox, kind="drop_after_commit", path="/scim/v2/Users", method="POST")
     before = len(sandbox.sandbox.scim.users)
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
         user = await scim.create_user("lost-answer@example.com", display_name="Lost")
     assert dropped(sandbox) == 1 and scim.stats.retries == 1
@@ -169,7 +168,7 @@ async def test_lost_create_answer_is_recovered_not_duplicated(sandbox):
 
 async def test_deactivate_answers_200_with_body_and_keeps_user_inactive(sandbox_factory):
     with sandbox_factory(scim_keep_inactive=True) as sandbox:  # the keep option (Stripe deletes instead)
-        async with async_http_client() as http:
+        async with loopback.AsyncClient() as http:
             scim = client(http, sandbox.scim_base)
             after = await scim.deactivate_user(OMAR)
             again = await scim.deactivate_user(OMAR)  # idempotent
@@ -178,7 +177,7 @@ async def test_deactivate_answers_200_with_body_and_keeps_user_inactive(sandbox_
 
 
 async def test_delete_user_then_404(sandbox):
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
         assert await scim.delete_user(OMAR) == "deleted"
         with pytest.raises(NotFoundError):
@@ -190,7 +189,7 @@ async def test_delete_user_then_404(sandbox):
 
 async def test_lost_delete_answer_counts_as_deleted(sandbox):
     arm(sandbox, kind="drop_after_commit", path=f"/scim/v2/Users/{OMAR}", method="DELETE")
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         scim = client(http, sandbox.scim_base)
         assert await scim.delete_user(OMAR) == "answer_lost"  # deleted by the first attempt; the retry met 404
     assert dropped(sandbox) == 1 and scim.stats.retries == 1
@@ -200,7 +199,7 @@ async def test_lost_delete_answer_counts_as_deleted(sandbox):
 
 async def test_stripe_like_deactivation_answers_204_and_deletes(sandbox_factory):
     with sandbox_factory() as sb:  # deletion on deactivation is the sandbox default now
-        async with async_http_client() as http:
+        async with loopback.AsyncClient() as http:
             scim = client(http, sb.scim_base)
             assert await scim.deactivate_user(OMAR) is None
             with pytest.raises(NotFoundError):
@@ -238,7 +237,7 @@ def recording(status: int, payload: Any, seen: list[httpx.Request]) -> httpx.Moc
 
 async def test_patch_answered_204_no_content_is_none_and_request_is_a_patchop():
     seen: list[httpx.Request] = []
-    async with async_http_client(transport=recording(204, None, seen)) as http:
+    async with loopback.AsyncClient(transport=recording(204, None, seen)) as http:
         result = await client(http, "http://scim.invalid/scim/v2").deactivate_user("u1")
     assert result is None
     (request,) = seen
@@ -253,7 +252,7 @@ async def test_patch_answered_204_no_content_is_none_and_request_is_a_patchop():
 async def test_ids_are_percent_encoded_as_one_path_segment():
     seen: list[httpx.Request] = []
     user = {"id": "a/b?c", "userName": "x@example.com", "active": True}
-    async with async_http_client(transport=recording(200, user, seen)) as http:
+    async with loopback.AsyncClient(transport=recording(200, user, seen)) as http:
         got = await client(http, "http://scim.invalid/scim/v2").get_user("a/b?c")
     assert got.id == "a/b?c"
     assert seen[0].url.raw_path == b"/scim/v2/Users/a%2Fb%3Fc"
@@ -262,6 +261,6 @@ async def test_ids_are_percent_encoded_as_one_path_segment():
 async def test_unknown_attributes_are_tolerated_and_absent_active_means_active():
     seen: list[httpx.Request] = []
     payload = {"schemas": [], "totalResults": 1, "Resources": [{"id": "u", "userName": "u@x.com", "x-extra": 1}]}
-    async with async_http_client(transport=recording(200, payload, seen)) as http:
+    async with loopback.AsyncClient(transport=recording(200, payload, seen)) as http:
         page = await client(http, "http://scim.invalid/scim/v2").list_users()
     assert page.startIndex == 1 and page.Resources[0].active is True

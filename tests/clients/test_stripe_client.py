@@ -17,7 +17,6 @@ from stripe_identity_mcp.clients.http import TokenBucket
 from stripe_identity_mcp.clients.stripe import StripeClient, encode_form, idempotency_key_for
 from tests import loopback
 from tests.conftest import SANDBOX_KEY, make_settings, mcp_client
-from tests.loopback import async_http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +79,7 @@ def test_derived_idempotency_key_is_stable_and_request_specific():
 
 
 async def test_nested_params_round_trip_through_the_sandbox(empty_sandbox):
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         stripe = client(http, empty_sandbox)
         created = await stripe.create_customer(
             {
@@ -133,7 +132,7 @@ async def test_rate_limited_beyond_budget_says_so(empty_sandbox):
 
 async def test_post_retry_reuses_one_idempotency_key_so_nothing_doubles(empty_sandbox):
     faults(empty_sandbox, {"kind": "drop_after_commit", "method": "POST", "path": "/v1/customers", "count": 1})
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         stripe = client(http, empty_sandbox)
         created = await stripe.call("POST", "/v1/customers", {"email": "once@example.com"})
         listed = await stripe.list_customers(email="once@example.com", limit=10)
@@ -141,7 +140,7 @@ async def test_post_retry_reuses_one_idempotency_key_so_nothing_doubles(empty_sa
 
 
 async def test_should_retry_false_is_honoured(empty_sandbox):
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         stripe = client(http, empty_sandbox)
         with pytest.raises(NotFoundError):
             await stripe.retrieve_customer("cus_missing")
@@ -156,7 +155,7 @@ async def test_should_retry_false_is_honoured(empty_sandbox):
 
 async def test_rejected_key_is_a_401_without_the_key(empty_sandbox):
     bad = "sk_test_not_a_real_key_0000"
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         with pytest.raises(AuthenticationError) as info:
             await client(http, empty_sandbox, key=bad).list_customers()
     assert bad not in info.value.message
@@ -179,7 +178,7 @@ async def test_unreachable_api_is_a_connection_error_that_says_what_was_tried(em
 
 
 async def test_connection_error_type_is_typed(empty_sandbox):
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         stripe = client(http, empty_sandbox, retries=0)
         stripe.base_url = "http://127.0.0.1:9"
         with pytest.raises(ApiConnectionError):
@@ -197,7 +196,7 @@ def test_rate_limit_headers_tighten_the_bucket():
 async def test_last_request_id_is_per_task_when_calls_interleave(empty_sandbox):
     import anyio
 
-    async with async_http_client() as http:
+    async with loopback.AsyncClient() as http:
         stripe = client(http, empty_sandbox)
         a_done, b_done = anyio.Event(), anyio.Event()
         seen: dict[str, tuple[str | None, str | None]] = {}

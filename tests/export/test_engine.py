@@ -17,9 +17,9 @@ from stripe_identity_mcp.deps import open_deps
 from stripe_identity_mcp.export import checkpoint as ckpt
 from stripe_identity_mcp.export.engine import ExportError, Progress, run_export
 from stripe_identity_mcp.export.paths import checkpoint_path
+from tests import loopback
 from tests.conftest import make_settings
 from tests.export.helpers import KEY, acreate_customer, csv_rows, jsonl_ids, live_ids
-from tests.loopback import async_http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +82,7 @@ async def test_created_during_export_excluded_deterministically(sandbox_factory:
         before = live_ids(sb)
         settings = make_settings(sb)
         made: list[dict[str, Any]] = []
-        async with async_http_client(timeout=10) as http, open_deps(settings) as app:
+        async with loopback.AsyncClient(timeout=10) as http, open_deps(settings) as app:
 
             async def on_progress(p: Progress) -> None:
                 if len(made) < 5:  # between pages, while other windows are still being paged
@@ -103,7 +103,7 @@ async def test_deleted_cursor_customer_does_not_lose_records(sandbox_factory: An
     with sandbox_factory(customers=1500) as sb:
         before = live_ids(sb)
         settings = make_settings(sb)
-        async with async_http_client(timeout=10) as http, open_deps(settings) as app:
+        async with loopback.AsyncClient(timeout=10) as http, open_deps(settings) as app:
 
             async def on_progress(p: Progress) -> None:
                 if deleted:

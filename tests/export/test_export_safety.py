@@ -25,10 +25,10 @@ from stripe_identity_mcp.export import checkpoint as ckpt
 from stripe_identity_mcp.export.engine import Progress, run_export
 from stripe_identity_mcp.export.paths import checkpoint_path, lock_path
 from stripe_identity_mcp.sandbox.api import customers as sandbox_customers
+from tests import loopback
 from tests.conftest import make_settings, mcp_client
 from tests.export.helpers import KEY, acreate_customer, create_customer, csv_rows, jsonl_ids, live_ids, sandbox_stats
 from tests.export.test_cli import cli, env_for, start_cli
-from tests.loopback import async_http_client, http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -199,7 +199,7 @@ async def test_resume_after_cursor_customers_deleted_ends_exact(
             t0 = int(time.time())
             # All 250 in one second, however slowly this machine creates them (the sandbox's clock).
             monkeypatch.setattr(sandbox_customers, "now_ts", lambda: t0)
-            async with async_http_client(timeout=30) as http, anyio.create_task_group() as tg:
+            async with loopback.AsyncClient(timeout=30) as http, anyio.create_task_group() as tg:
                 for i in range(250):
                     tg.start_soon(lambda i=i: acreate_customer(http, sb, email=f"s{i}@x.io"))
             kw = {"created_gte": t0 - 1, "created_lt": t0 + 2, "concurrency": 1}
@@ -212,7 +212,7 @@ async def test_resume_after_cursor_customers_deleted_ends_exact(
         assert doomed and doomed <= written
         if layout == "same_second":  # live customers of the cursor's second were written: must be skipped
             assert max(len(w.at_top or []) for w in state.windows) > len(doomed)
-        with http_client(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        with loopback.Client(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
             for cid in sorted(doomed):
                 http.delete(f"{sb.base_url}/v1/customers/{cid}").raise_for_status()
         assert live_ids(sb) == expected - doomed

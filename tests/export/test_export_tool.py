@@ -23,7 +23,6 @@ from tests.export.helpers import (
     live_ids,
     sandbox_stats,
 )
-from tests.loopback import async_http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -120,7 +119,7 @@ async def test_customers_created_during_export_are_excluded(sandbox_factory: Any
     created_during: list[dict[str, Any]] = []
     with sandbox_factory(customers=800, latency_ms=2) as sb:
         before = live_ids(sb)
-        async with async_http_client(timeout=10) as http:
+        async with loopback.AsyncClient(timeout=10) as http:
 
             async def on_progress(progress: float, total: float | None, message: str | None) -> None:
                 if len(created_during) < 6 and progress < 800:

@@ -22,9 +22,9 @@ from stripe_identity_mcp.export import checkpoint as ckpt
 from stripe_identity_mcp.export import engine
 from stripe_identity_mcp.export.engine import Progress, run_export
 from stripe_identity_mcp.export.paths import checkpoint_path
+from tests import loopback
 from tests.conftest import make_settings
 from tests.export.helpers import KEY, add_faults, jsonl_ids, live_ids
-from tests.loopback import http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -131,7 +131,7 @@ async def test_resume_inside_a_two_ended_import_is_exact(
         if delete_low_cursors:
             doomed = {i for w in both_ends_in_one_second(state) for i in [w.low_cursor, *w.low_fallback] if i}
             assert doomed and doomed <= written
-            with http_client(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
+            with loopback.Client(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
                 for cid in sorted(doomed):
                     http.delete(f"{sb.base_url}/v1/customers/{cid}").raise_for_status()
             assert live_ids(sb) == expected - doomed

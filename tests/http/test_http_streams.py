@@ -18,10 +18,10 @@ import redis
 from mcp_types import JSONRPCNotification, JSONRPCResponse
 
 from stripe_identity_mcp import event_store
+from tests import loopback
 from tests.conftest import SANDBOX_KEY, make_settings
 from tests.export.helpers import jsonl_ids, live_ids
 from tests.http.conftest import INIT, MCP_HEADERS, http_client, http_server, make_tokens
-from tests.loopback import async_http_client
 
 PV = "2025-11-25"  # the first protocol version with priming events (and so resumable request streams)
 BOUND_S = 60  # every test is bounded: a hang fails it
@@ -136,7 +136,7 @@ async def test_dropped_stream_resumes_on_another_replica_with_exactly_the_missed
     with sandbox_factory(latency_ms=150) as sb:
         settings = replica_settings(sb, tmp_path, tokens_file, redis_server.url)
         with http_server(settings) as a, http_server(settings) as b, anyio.fail_after(BOUND_S):
-            async with async_http_client(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
+            async with loopback.AsyncClient(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
                 session_id = await open_session(http, a.url, tok["bot"])
                 seen = await start_and_drop(http, a.url, tok["bot"], session_id, export_call(7, "all.jsonl"))
                 last = seen[-1]["id"]
@@ -176,7 +176,7 @@ async def test_resume_by_another_principal_or_for_an_unknown_stream_is_404(sandb
     tokens_file, tok = tokens
     settings = replica_settings(sandbox, tmp_path, tokens_file, redis_server.url)
     with http_server(settings) as a, http_server(settings) as b, anyio.fail_after(BOUND_S):
-        async with async_http_client(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
+        async with loopback.AsyncClient(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
             session_id = await open_session(http, a.url, tok["bot"])
             async with http.stream("POST", a.url, json=export_call(3, "x.jsonl"), headers=headers(tok["bot"], session_id)) as r:
                 first = [e async for e in sse_events(r)]
@@ -224,7 +224,7 @@ async def test_events_beyond_the_retention_are_gone_and_resuming_from_them_says_
     with sandbox_factory(latency_ms=100) as sb:
         settings = replica_settings(sb, tmp_path, tokens_file, redis_server.url, stream_max_events=2, stream_ttl_s=2)
         with http_server(settings) as a, http_server(settings) as b, anyio.fail_after(BOUND_S):
-            async with async_http_client(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
+            async with loopback.AsyncClient(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
                 session_id = await open_session(http, a.url, tok["bot"])
                 async with http.stream("POST", a.url, json=export_call(4, "y.jsonl"), headers=headers(tok["bot"], session_id)) as r:
                     events = [e async for e in sse_events(r)]
@@ -267,7 +267,7 @@ async def test_with_redis_down_tool_calls_still_succeed_without_resumability(
         async with http_client(a.url, tok["bot"]) as client:
             result = await client.call_tool("list_customers", {"limit": 3})
             assert not result.is_error and result.structured_content
-        async with async_http_client(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
+        async with loopback.AsyncClient(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
             session_id = await open_session(http, a.url, tok["bot"])
             async with http.stream("POST", a.url, json=export_call(5, "z.jsonl"), headers=headers(tok["bot"], session_id)) as r:
                 events = [e async for e in sse_events(r)]
@@ -312,7 +312,7 @@ async def test_a_stream_that_lost_an_event_while_redis_was_down_is_refused_not_r
             event_store.CURRENT_SCOPE.reset(token)
             await writer.aclose()
         assert primed and first and done
-        async with async_http_client(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
+        async with loopback.AsyncClient(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
             for before_the_gap in (primed, first):
                 r = await http.get(b.url, headers={**headers(tok["bot"], session_id), "Last-Event-ID": before_the_gap})
                 assert r.status_code == 410 and "could not be stored" in r.json()["error"]["message"]
@@ -335,7 +335,7 @@ async def test_oauth_people_resume_only_their_own_streams(sandbox, redis_server,
         alice, bob = issuer.mint(audience), issuer.mint(audience, sub="user-5678", email="bob@example.com")
         call = {"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "list_customers", "arguments": {"limit": 2}}}
         with http_server(settings) as a, http_server(settings) as b, anyio.fail_after(BOUND_S):
-            async with async_http_client(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
+            async with loopback.AsyncClient(timeout=httpx.Timeout(30, read=BOUND_S)) as http:
                 session_id = await open_session(http, a.url, alice)
                 async with http.stream("POST", a.url, json=call, headers=headers(alice, session_id)) as r:
                     events = [e async for e in sse_events(r)]

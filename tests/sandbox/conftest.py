@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from stripe_identity_mcp.sandbox import SandboxConfig, SandboxHandle, serve_in_thread
-from tests.loopback import http_client
+from tests import loopback
 
 TEST_KEY = "sk_test_sandbox"
 LIVE_KEY = "sk_live_sandbox"
@@ -29,7 +29,7 @@ def fresh() -> Iterator[SandboxHandle]:
 
 def client(handle: SandboxHandle, key: str | None = TEST_KEY, **kw) -> httpx.Client:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return http_client(base_url=handle.base_url, headers=headers, timeout=10, **kw)
+    return loopback.Client(base_url=handle.base_url, headers=headers, timeout=10, **kw)
 
 
 @pytest.fixture()

@@ -16,7 +16,6 @@ from stripe_identity_mcp.sandbox import SandboxConfig, SandboxHandle, serve_in_t
 from stripe_identity_mcp.sandbox.app import PAYMENT_METHOD_TYPES
 from stripe_identity_mcp.sandbox.seed import JANE_ID, JANE_PM_ID
 from tests import loopback
-from tests.loopback import http_client
 
 from .conftest import client
 
@@ -180,7 +179,7 @@ SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 
 def scim(sb: SandboxHandle) -> httpx.Client:
     headers = {"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"}
-    return http_client(base_url=sb.scim_base, headers=headers, timeout=10)
+    return loopback.Client(base_url=sb.scim_base, headers=headers, timeout=10)
 
 
 def by_email(c: httpx.Client, email: str) -> list[dict[str, Any]]:

@@ -15,7 +15,6 @@ import pytest
 from stripe_identity_mcp.sandbox import SandboxConfig, SandboxHandle, serve_in_thread
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
 from tests import loopback
-from tests.loopback import http_client
 
 TOKEN = "scim_sandbox"
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -27,7 +26,7 @@ DEACTIVATE = {"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"ac
 
 def scim_client(sb: SandboxHandle) -> httpx.Client:
     # No keep-alive: every request gets its own connection, so a dropped one cannot leak into the next.
-    return http_client(
+    return loopback.Client(
         base_url=sb.scim_base,
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/scim+json"},
         timeout=10,
@@ -152,7 +151,7 @@ def test_random_faults_stay_v1_only() -> None:
     with serve_in_thread(cfg) as sb:
         with scim_client(sb) as c:
             scim_answers = {c.get("/Users", params={"count": 1}).status_code for _ in range(10)}
-        with http_client(base_url=sb.base_url, headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10) as v1:
+        with loopback.Client(base_url=sb.base_url, headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10) as v1:
             try:
                 v1_status: int | str = v1.get("/v1/customers", params={"limit": 1}).status_code
             except httpx.TransportError:

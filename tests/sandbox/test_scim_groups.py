@@ -10,7 +10,7 @@ import pytest
 
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS, ScimSandbox
 from stripe_identity_mcp.sandbox.scim_groups import GROUP_SCHEMA, group_id_for
-from tests.loopback import http_client
+from tests import loopback
 from tests.sandbox.test_scim_sandbox import LIST, PATCH, TOKEN, assert_error, serve_scim
 
 JANE, OMAR, PRIYA, LEE = (SCIM_FIXED_IDS[e] for e in ("jane@acme.com", "omar@globex.com", "priya@umbrella.com", "lee@initech.com"))
@@ -20,7 +20,7 @@ SUPPORT, DEVELOPERS, ADMINS = (group_id_for(n) for n in ("Support", "Developers"
 @pytest.fixture(params=[False, True], ids=["stripe-default", "keep-inactive"])
 def scim(request: pytest.FixtureRequest) -> Iterator[tuple[ScimSandbox, httpx.Client]]:
     with serve_scim(keep_inactive=request.param) as (sb, base):
-        with http_client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
+        with loopback.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
             yield sb, c
 
 

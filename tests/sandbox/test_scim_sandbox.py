@@ -18,7 +18,6 @@ from starlette.routing import Mount
 
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS, ScimSandbox
 from tests import loopback
-from tests.loopback import http_client
 
 TOKEN = "scim_sandbox"
 SCIM_CT = "application/scim+json"
@@ -60,7 +59,7 @@ def scim() -> Iterator[tuple[ScimSandbox, httpx.Client]]:
     # keep_inactive: these tests are about the seeded inactive member and inactive users staying
     # visible; Stripe's default (deactivation deletes) is covered in tests/sandbox/test_fidelity.py.
     with serve_scim(keep_inactive=True) as (sb, base):
-        with http_client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
+        with loopback.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
             yield sb, c
 
 
@@ -488,7 +487,7 @@ def test_mounted_in_the_real_sandbox() -> None:
     if not hasattr(runner, "serve_in_thread"):
         pytest.skip("serve_in_thread not available")
     with runner.serve_in_thread(runner.SandboxConfig(empty=False, scim_keep_inactive=True)) as sb:
-        with http_client(base_url=sb.scim_base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
+        with loopback.Client(base_url=sb.scim_base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
             body = c.get("/Users", params={"filter": 'userName eq "jane@acme.com"'}).json()
             assert body["totalResults"] == 1 and body["Resources"][0]["active"] is False
             assert c.get("/ServiceProviderConfig").json()["patch"]["supported"] is True

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from tests import loopback
 from tests.conftest import make_settings, mcp_client
-from tests.loopback import async_http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -238,7 +238,7 @@ async def test_the_bad_input_list_gets_clear_answers(sandbox, tmp_path):
         assert (
             "STRIPE_SCIM_TOKEN" in access.content[0].text
         )  # team toolset absent, and it says why
-    faults = async_http_client(base_url=sandbox.base_url)
+    faults = loopback.AsyncClient(base_url=sandbox.base_url)
     (
         await faults.post(
             "/_sandbox/faults", json={"rules": [{"kind": "429", "count": 10}]}

@@ -16,9 +16,9 @@ import pytest
 
 from stripe_identity_mcp.sandbox.scim import SCIM_FIXED_IDS
 from stripe_identity_mcp.sandbox.scim_groups import GROUP_SCHEMA, group_id_for
+from tests import loopback
 from tests.conftest import SCIM_TOKEN, elicitation, make_settings, mcp_client, running_sandbox
 from tests.faultproxy import FaultProxy, Rule
-from tests.loopback import http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +39,7 @@ def sandbox() -> Iterator[Any]:
 
 
 def scim_http(sb: Any) -> httpx.Client:
-    return http_client(base_url=sb.scim_base, headers={"Authorization": f"Bearer {SCIM_TOKEN}"}, timeout=10)
+    return loopback.Client(base_url=sb.scim_base, headers={"Authorization": f"Bearer {SCIM_TOKEN}"}, timeout=10)
 
 
 def group_members(sb: Any, gid: str) -> set[str]:
