@@ -41,18 +41,22 @@ sides. The ends meet exactly: a record already written from the other end — ol
 cursor's second, or of that second and among its ids (`at_top` / `at_low`, the ids of the cursor's
 second, as for deleted-cursor recovery) — stops the page and finishes the window; a page from the
 other end still in flight is then dropped. When the ends are probably less than a page apart (by the
-density both have seen, or each end's last full page where that is higher; unknown inside one
-second), only one of them asks. A two-ended window is
-split between its ends: the part below takes the oldest end (a page of it in flight follows it, see
+density both have seen, or each end's last full page where that is higher), or both are inside one
+second (an import: the gap is unknown), only one of them asks. A two-ended window is split between
+its ends: the part below takes the oldest end (a page of it in flight follows it, see
 `low_ticket`), the part above keeps the newest end. If the oldest end's cursor and fallbacks are
 deleted, it stops and the newest end pages the rest, stopping where the oldest one did.
 
-New windows are split off only when no request waits at the gate, or fewer cursors are left than
-requests must be in flight to keep the pace: while requests queue, more windows would add partial
-last pages (and empty first ones) without adding speed. Imports, and the oldest data when it can be
-neither split nor paged from below, go first at the gate: those chains set the export's length.
+New windows are split off only when fewer cursors are left than requests must be in flight to keep
+the pace (rate × round trip), or when a two-ended window holds so much between its ends that its two
+cursors would outlast everything else (that span hides the next import on bursty data: found late,
+an import is a chain of seconds): every window ends in a partial page, so each split costs about
+half a request. Imports, and the oldest data while it can be neither split nor paged from below, go
+first at the gate: those chains set the export's length. The gate starts full, like the client's
+buckets: the first requests leave at once.
 
-Worker count: `rate × latency × 1.2 + 1` (latency = fastest observed list call), 2 … 32, unless given.
+Worker count: `rate × round trip × 1.2 + 1` (round trip = moving average of the list calls, from
+the gate to the answer), 2 … 32, unless given.
 
 Semantics (documented for users)
 --------------------------------
@@ -106,6 +110,10 @@ STRIPE_EPOCH = 1262304000  # 2010-01-01T00:00:00Z: no Stripe object is older
 MIN_SPLIT = 300  # only split a window expected to hold at least three more pages
 CONCURRENCY_FACTOR = 1.2  # workers = rate × latency × this + 1: just enough requests in flight
 MAX_WORKERS = 32
+RTT_SMOOTHING = 0.2  # weight of each new round trip in the scan's moving average
+# Split a two-ended window early only if it holds this many pages per cursor or more (`_outlasts`).
+OUTLAST_PAGES = 8
+GAP_MARGIN = 1.3  # "the ends are less than a page apart" below this many pages by the estimate
 CHECKPOINT_EVERY_S = 0.5
 
 
@@ -253,9 +261,10 @@ class Scanner:
         # buckets: those keep the key within Stripe's limits, this leaves the merchant's traffic room.
         self.max_rate = max_rate
         # The scan's own pace (its budget, or the list endpoint's): longest chains first (gate.py). Its
-        # burst never exceeds one second of that pace: a budget of R/s is never R+ requests in a second
-        # (with two ends, enough windows are ready at once to use any burst the client's bucket allows).
-        self.gate = PriorityGate(self.rate, burst=min(stripe.pacer.burst_for(LIST_ENDPOINT), max(1.0, self.rate)))
+        # burst is at most half a second of that pace, so a limiter that holds one second's worth (the
+        # sandbox's; Stripe publishes rates, not bursts) never sees it arrive full: jitter bunches them.
+        # (With two ends, enough windows are ready at once to use any burst the client's bucket allows.)
+        self.gate = PriorityGate(self.rate, burst=min(stripe.pacer.burst_for(LIST_ENDPOINT), max(1.0, self.rate / 2)))
         self.windows = [w for w in windows if not w.done]
         self.sink = sink
         self.extra = extra_params or {}
@@ -311,17 +320,45 @@ class Scanner:
         return w.cursor is not None
 
     def _may_split(self) -> bool:
-        """A new window only when the pipe would otherwise run short: no request waits at the gate, or
-        fewer cursors than the requests that must be in flight to keep the pace (rate × latency) —
-        so the last windows are split before they page alone. More windows than that add partial
-        last pages (and empty first ones) without adding speed."""
-        if not self.gate.waiting:
-            return True
-        cursors = sum(1 + (w.low_cursor is not None) for w in self.windows if not w.done)
-        return cursors < max(2, self.target - 1)
+        """A new window only when the pipe would run short, or one window would outlast the rest.
+
+        Short: fewer cursors (each end that can ask counts) than requests must be in flight to keep
+        the pace (rate × round trip) — so the last windows are split before they page alone. More
+        windows than that only add partial last pages (and empty first ones) without adding speed:
+        every window ends in a partial page, so each split costs about half a request."""
+        cursors = sum(1 + self._low_ready(w) for w in self.windows if not w.done)
+        need = max(2, math.ceil(self.rate * self.latency)) if self.latency else max(2, self.target - 1)
+        return cursors < need or self._outlasts()
+
+    def _outlasts(self) -> bool:
+        """Would a two-ended window outlast the rest? Its estimated pages per cursor, a round trip
+        each, against the time all that is left takes at the scan's rate. On bursty data the span
+        between two ends paging two clusters hides whatever lies between (the next import), and
+        found late, that is a chain only its cursors can page: split it early, while its estimate is
+        still a gross overestimate (the ends' density spans clusters). Short chains (under
+        `OUTLAST_PAGES` per cursor) are left alone: near the end everything is a short chain, and a
+        split there costs a request and saves less than a round trip."""
+        if self.latency is None:
+            return False
+        total = worst = 0.0
+        for w in self.windows:
+            if w.done:
+                continue
+            if w.two_ended:
+                cand = self._between_ends(w)
+                est = None if cand is None else cand[0]
+            else:
+                est = None if w.no_split else w.estimate()
+            pages = max(1.0, (est or 0.0) / PAGE)
+            total += pages
+            if est is not None and w.two_ended and not w.child_pending:
+                worst = max(worst, pages / 2)
+        return worst >= OUTLAST_PAGES and worst * self.latency > total / self.rate
 
     def _split(self) -> Window | None:
         best: tuple[float, Window, int] | None = None
+        last_resort: tuple[float, Window, int] | None = None
+        oldest = min(w.gte for w in self.windows)
         for w in self.windows:
             if w.child_pending or w.done:
                 continue
@@ -343,8 +380,16 @@ class Scanner:
             top = w.top - (int(PAGE / rho) if w.busy else 0)  # leave the in-flight page to its window
             if top - w.gte < 1:
                 continue
+            mid = (w.gte + top + 1) // 2
+            if w.anchor is None and w.gte == oldest:
+                # The oldest data, which no end can page from below: its span reaches back to 2010, so
+                # its average density says "more" across years that are likely empty, and a split
+                # there is a request for nothing. Split it only when no other window can be.
+                last_resort = last_resort or (est, w, mid)
+                continue
             if best is None or est > best[0]:
-                best = (est, w, (w.gte + top + 1) // 2)
+                best = (est, w, mid)
+        best = best or last_resort
         if best is None:
             return None
         _, w, mid = best
@@ -383,18 +428,28 @@ class Scanner:
 
     @classmethod
     def _gap_within_page(cls, w: Window) -> bool:
-        """Are the two ends probably less than a page apart? (An overestimated density makes this say
-        no: a wrong guess costs a page, not time.) Not known inside one second (an import).
+        """Are the two ends probably less than a page apart? Then only one of them asks: with a page
+        of each in flight at the meet, one page is dropped whole.
 
         The density is the higher of the window's average and each end's last page: in clustered data
         the average spans the empty stretches and says "a page apart" where a cluster still holds
         fifteen, and the end that then waits leaves the cluster to one cursor (bursty exports ended
-        on such a chain)."""
+        on such a chain). Local densities still vary by a third from page to page (uniform data has
+        its dense days), hence `GAP_MARGIN`: a gap guessed a little over a page is most likely the
+        page the other end has in flight.
+
+        Inside one second (both ends in an import) the gap is unknown, and the ends would meet with a
+        page of each in flight: a page dropped per import. So one end asks at a time and the import is
+        paged by one cursor, as a one-second window is anyway; imports are found early (`_outlasts`),
+        so that chain fits in the scan."""
+        t, b = w.cursor_created, w.low_created
+        if t is not None and t == b:
+            return True
         rho = cls._both_density(w)
-        if rho is None or w.cursor_created is None or w.low_created is None or w.cursor_created == w.low_created:
+        if rho is None or t is None or b is None:
             return False
         rho = max([rho] + [r for r in (w.top_rho, w.low_rho) if r is not None])
-        return rho * (w.cursor_created - w.low_created) < PAGE
+        return rho * (t - b) < PAGE * GAP_MARGIN
 
     @classmethod
     def _between_ends(cls, w: Window) -> tuple[float, int] | None:
@@ -422,20 +477,24 @@ class Scanner:
         rate = self.stripe.pacer.rate_for(LIST_ENDPOINT)
         return min(rate, self.max_rate) if self.max_rate else rate
 
-    @staticmethod
-    def _priority(w: Window) -> float:
+    def _priority(self, w: Window) -> float:
         """A window inside a bulk import (a page or more in one second) is a chain only its cursors can
-        page: it goes first; so does a window that can be neither split (its split-off was empty) nor
-        paged from below (no older customer known: the oldest data). Then windows not paged yet (their
-        first page shows where data is)."""
+        page: it goes first; so does the oldest data while no end can page it from below (no older
+        customer known), and a window that can be neither split (its split-off was empty) nor paged
+        from below. Then windows not paged yet (their first page shows where data is)."""
         if len(w.at_top or ()) >= PAGE or len(w.at_low) >= PAGE:
             return 2.0
-        if w.no_split and not w.two_ended and w.anchor is None and w.cursor is not None:
-            return 2.0
+        if not w.two_ended and w.anchor is None and w.cursor is not None:
+            if w.no_split or w.gte == min(v.gte for v in self.windows):
+                return 2.0
         return 1.0 if w.cursor is None else 0.0
 
-    def _retarget(self, seconds: float) -> None:
-        self.latency = seconds if self.latency is None else min(self.latency, seconds)
+    def _observe(self, seconds: float) -> None:
+        """A list call's round trip (from leaving the gate to its answer): a moving average (the pace
+        needs as many requests in flight as the typical round trip, not the fastest: under load the
+        fastest one undercounts them), which sets the workers and the cursors wanted."""
+        rt = self.latency
+        self.latency = seconds if rt is None else rt + RTT_SMOOTHING * (seconds - rt)
         if self.fixed is None:
             rate = self.rate
             self.target = max(2, min(MAX_WORKERS, math.ceil(rate * self.latency * CONCURRENCY_FACTOR) + 1))
@@ -451,7 +510,10 @@ class Scanner:
                 params["created"] = {"gte": w.gte, "lt": w.cursor_created + 1}
             try:
                 await self.gate.acquire(self._priority(w))
-                return await self.stripe.call("GET", "/v1/customers", params)  # type: ignore[no-any-return]
+                sent = time.monotonic()
+                body: dict[str, Any] = await self.stripe.call("GET", "/v1/customers", params)
+                self._observe(time.monotonic() - sent)
+                return body
             except ApiStatusError as exc:
                 cursor_gone = exc.status in (400, 404) and (
                     exc.param == "starting_after" or exc.code == "resource_missing"
@@ -478,7 +540,10 @@ class Scanner:
             }  # fmt: skip
             try:
                 await self.gate.acquire(self._priority(w))
-                return await self.stripe.call("GET", "/v1/customers", params)  # type: ignore[no-any-return]
+                sent = time.monotonic()
+                body: dict[str, Any] = await self.stripe.call("GET", "/v1/customers", params)
+                self._observe(time.monotonic() - sent)
+                return body
             except ApiStatusError as exc:
                 if not (exc.status in (400, 404) and (exc.param == "ending_before" or exc.code == "resource_missing")):
                     raise
@@ -591,14 +656,15 @@ class Scanner:
         while self.windows:
             event = self._event
             picked = self._pick() if index < self.target else None
-            if picked is None and index < self.target and self._may_split():
+            # A split when the pipe runs short, and also, with a cursor to pick, when a window would
+            # outlast the rest (the new window's first page then goes first: it is unknown).
+            if index < self.target and (self._may_split() if picked is None else self._outlasts()):
                 split = self._split()
-                picked = None if split is None else (split, False)
+                picked = picked if split is None else (split, False)
             if picked is None:
                 await event.wait()
                 continue
             w, low = picked
-            started = time.monotonic()
             body: dict[str, Any] | None
             if low:
                 ticket = w.low_ticket = [w]
@@ -620,7 +686,6 @@ class Scanner:
                 self.dropped += body is not None
                 self._changed()
                 continue
-            self._retarget(time.monotonic() - started)
             if low:
                 self._apply_low(w, body)
             else:
@@ -817,6 +882,7 @@ async def _run_locked(
         ckpt.save(cpath, state)
     assert fmt is not None
 
+    await stripe.warm()  # before the clock: the export's seconds are the scan's
     stats = stripe.stats
     base_requests, base_retries, base_429 = stats.requests, stats.retries, stats.rate_limited
     started = time.monotonic()

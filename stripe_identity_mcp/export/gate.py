@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import time
 
 import anyio
@@ -23,7 +24,10 @@ class PriorityGate:
     def __init__(self, rate: float, burst: float = 1.0) -> None:
         self.interval = 1.0 / rate
         self.burst = max(1.0, burst)
-        self._next_at = time.monotonic()
+        # Full at the start, as after idling: the first `burst` requests leave at once, as the client's
+        # buckets (which start full) let them. Started empty, the scan began a burst behind its pace
+        # and never caught up: each request left that much later (0.16 s of an 8 s export at 25/s).
+        self._next_at = -math.inf
         self._heap: list[tuple[float, int]] = []
         self._order = itertools.count()
         self._changed = anyio.Event()
