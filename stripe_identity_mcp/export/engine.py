@@ -445,11 +445,19 @@ class Scanner:
         t, b = w.cursor_created, w.low_created
         if t is not None and t == b:
             return True
-        rho = cls._both_density(w)
-        if rho is None or t is None or b is None:
+        rhos = [r for r in (cls._both_density(w), w.top_rho, w.low_rho) if r is not None]
+        if not rhos:
+            # One end has no record yet (a window just split: the part below got the oldest end, the
+            # part above opens a new one): the other end's density, from its bound.
+            if t is not None and w.fetched and w.top_first is not None:
+                rhos.append(w.fetched / max(1, w.top_first - t + 1))
+            if b is not None and w.low_fetched and w.low_first is not None:
+                rhos.append(w.low_fetched / max(1, b - w.low_first + 1))
+        if not rhos:
             return False
-        rho = max([rho] + [r for r in (w.top_rho, w.low_rho) if r is not None])
-        return rho * (t - b) < PAGE * GAP_MARGIN
+        t = w.lt - 1 if t is None else t
+        b = w.gte if b is None else b
+        return max(rhos) * (t - b) < PAGE * GAP_MARGIN
 
     @classmethod
     def _between_ends(cls, w: Window) -> tuple[float, int] | None:
