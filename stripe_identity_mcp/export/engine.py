@@ -358,7 +358,6 @@ class Scanner:
     def _split(self) -> Window | None:
         best: tuple[float, Window, int] | None = None
         last_resort: tuple[float, Window, int] | None = None
-        oldest = min(w.gte for w in self.windows)
         for w in self.windows:
             if w.child_pending or w.done:
                 continue
@@ -381,10 +380,10 @@ class Scanner:
             if top - w.gte < 1:
                 continue
             mid = (w.gte + top + 1) // 2
-            if w.anchor is None and w.gte == oldest:
-                # The oldest data, which no end can page from below: its span reaches back to 2010, so
-                # its average density says "more" across years that are likely empty, and a split
-                # there is a request for nothing. Split it only when no other window can be.
+            if self._oldest_unanchored(w):
+                # Its span reaches back to 2010, so its average density says "more" across years that
+                # are likely empty, and a split there is a request for nothing. Split it only when no
+                # other window can be.
                 last_resort = last_resort or (est, w, mid)
                 continue
             if best is None or est > best[0]:
@@ -485,6 +484,10 @@ class Scanner:
         rate = self.stripe.pacer.rate_for(LIST_ENDPOINT)
         return min(rate, self.max_rate) if self.max_rate else rate
 
+    def _oldest_unanchored(self, w: Window) -> bool:
+        """`w` holds the oldest data left and no end can page it from below (no older customer known)."""
+        return w.anchor is None and w.gte == min(v.gte for v in self.windows)
+
     def _priority(self, w: Window) -> float:
         """A window inside a bulk import (a page or more in one second) is a chain only its cursors can
         page: it goes first; so does the oldest data while no end can page it from below (no older
@@ -492,9 +495,10 @@ class Scanner:
         from below. Then windows not paged yet (their first page shows where data is)."""
         if len(w.at_top or ()) >= PAGE or len(w.at_low) >= PAGE:
             return 2.0
-        if not w.two_ended and w.anchor is None and w.cursor is not None:
-            if w.no_split or w.gte == min(v.gte for v in self.windows):
-                return 2.0
+        if not w.two_ended and w.cursor is not None and (
+            self._oldest_unanchored(w) or (w.no_split and w.anchor is None)
+        ):
+            return 2.0
         return 1.0 if w.cursor is None else 0.0
 
     def _observe(self, seconds: float) -> None:
@@ -508,6 +512,14 @@ class Scanner:
             self.target = max(2, min(MAX_WORKERS, math.ceil(rate * self.latency * CONCURRENCY_FACTOR) + 1))
 
     # paging -------------------------------------------------------------------------------------
+    async def _list(self, w: Window, params: dict[str, Any]) -> dict[str, Any]:
+        """One list call for `w`, after its turn at the gate; its round trip is observed."""
+        await self.gate.acquire(self._priority(w))
+        sent = time.monotonic()
+        body: dict[str, Any] = await self.stripe.call("GET", "/v1/customers", params)
+        self._observe(time.monotonic() - sent)
+        return body
+
     async def _fetch(self, w: Window) -> dict[str, Any]:
         while True:
             params: dict[str, Any] = {"limit": PAGE, "created": {"gte": w.gte, "lt": w.lt}, **self.extra}
@@ -517,11 +529,7 @@ class Scanner:
                 # Restart at the cursor's second (no usable cursor left); _apply skips w.at_top.
                 params["created"] = {"gte": w.gte, "lt": w.cursor_created + 1}
             try:
-                await self.gate.acquire(self._priority(w))
-                sent = time.monotonic()
-                body: dict[str, Any] = await self.stripe.call("GET", "/v1/customers", params)
-                self._observe(time.monotonic() - sent)
-                return body
+                return await self._list(w, params)
             except ApiStatusError as exc:
                 cursor_gone = exc.status in (400, 404) and (
                     exc.param == "starting_after" or exc.code == "resource_missing"
@@ -547,11 +555,7 @@ class Scanner:
                 "limit": PAGE, "created": {"gte": w.gte, "lt": w.lt}, "ending_before": w.low_cursor, **self.extra
             }  # fmt: skip
             try:
-                await self.gate.acquire(self._priority(w))
-                sent = time.monotonic()
-                body: dict[str, Any] = await self.stripe.call("GET", "/v1/customers", params)
-                self._observe(time.monotonic() - sent)
-                return body
+                return await self._list(w, params)
             except ApiStatusError as exc:
                 if not (exc.status in (400, 404) and (exc.param == "ending_before" or exc.code == "resource_missing")):
                     raise
