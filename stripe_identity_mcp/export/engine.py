@@ -911,22 +911,27 @@ async def _run_locked(
     scanner = Scanner(stripe, windows, sink, concurrency=concurrency, max_rate=max_rate)
     last_save = time.monotonic()
 
-    def save() -> None:
+    def snapshot() -> tuple[int, ckpt.Checkpoint]:
+        """The file's descriptor and a checkpoint of what is written so far (the bytes flushed to the OS)."""
         f.flush()
-        os.fsync(f.fileno())
-        ckpt.save(
-            cpath,
-            ckpt.Checkpoint(
-                fmt,  # type: ignore[arg-type]
-                gte,
-                lt,
-                f.tell(),
-                written,
-                [w.state() for w in scanner.windows],
-                mode=mode,
-                requests=(state.requests if resume else 0) + stats.requests - base_requests,
-            ),
+        return f.fileno(), ckpt.Checkpoint(
+            fmt,  # type: ignore[arg-type]
+            gte,
+            lt,
+            f.tell(),
+            written,
+            [w.state() for w in scanner.windows],
+            mode=mode,
+            requests=(state.requests if resume else 0) + stats.requests - base_requests,
         )
+
+    def durable(fd: int, checkpoint: ckpt.Checkpoint) -> None:
+        """The records first (fsync), then the checkpoint that points past them."""
+        os.fsync(fd)
+        ckpt.save(cpath, checkpoint)
+
+    def save() -> None:
+        durable(*snapshot())
 
     def progress() -> Progress:
         return Progress(
@@ -938,12 +943,21 @@ async def _run_locked(
             windows=len(scanner.windows),
         )
 
+    saving = False
+
     async def on_page() -> None:
-        nonlocal last_save
+        nonlocal last_save, saving
         now = time.monotonic()
-        if now - last_save >= CHECKPOINT_EVERY_S:
-            save()
-            last_save = now
+        if now - last_save >= CHECKPOINT_EVERY_S and not saving:
+            # In a worker thread: an fsync can take most of a second on a busy disk (seen here: 0.2-0.8 s),
+            # and on the event loop it held every request of the scan, and the pace with them. This
+            # worker waits for it; the others go on writing (appends after the snapshot are not in it).
+            # Cancellation waits for the thread, so the final checkpoint (`save`) is always the last.
+            saving, last_save = True, now
+            try:
+                await anyio.to_thread.run_sync(durable, *snapshot())
+            finally:
+                saving = False
         if on_progress is not None:
             await on_progress(progress())
 
