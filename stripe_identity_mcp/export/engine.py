@@ -51,9 +51,13 @@ New windows are split off only when fewer cursors are left than requests must be
 the pace (rate × round trip), or when a two-ended window holds so much between its ends that its two
 cursors would outlast everything else (that span hides the next import on bursty data: found late,
 an import is a chain of seconds): every window ends in a partial page, so each split costs about
-half a request. Imports, and the oldest data while it can be neither split nor paged from below, go
-first at the gate: those chains set the export's length. The gate starts full, like the client's
-buckets: the first requests leave at once.
+half a request. A part of such a split with one end in an import and the other in another cluster
+is not split again unless nothing else can be: the import is paged one cursor at a time anyway, and
+the other end joins it from above once its own cluster is done (bursty data: a window per two
+clusters, not per cluster). Ends inside imports, and the oldest data while it can be neither split
+nor paged from below, go first at the gate: those chains set the export's length (the gate ranks
+ends, not windows: the other end of an import's window waits its turn). The gate starts full, like
+the client's buckets: the first requests leave at once.
 
 Worker count: `rate × round trip × 1.2 + 1` (round trip = moving average of the list calls, from
 the gate to the answer), 2 … 32, unless given.
@@ -162,6 +166,17 @@ class Window:
     # While a page of the oldest end is in flight: [the window that page belongs to] (a split moves it).
     low_ticket: list[Window] | None = field(default=None, repr=False, compare=False)
     anchor_created: int | None = field(default=None, repr=False, compare=False)
+    # Made by a split between two ends (in memory): see `Scanner._import_paired`.
+    halved: bool = field(default=False, repr=False, compare=False)
+
+    # An end inside a bulk import: a page or more of one `created` second, paged one cursor at a time.
+    @property
+    def top_in_import(self) -> bool:
+        return len(self.at_top or ()) >= PAGE
+
+    @property
+    def low_in_import(self) -> bool:
+        return len(self.at_low) >= PAGE
 
     @property
     def two_ended(self) -> bool:
@@ -295,11 +310,11 @@ class Scanner:
             if (w.busy or w.low_busy) and self._gap_within_page(w):
                 continue  # the page in flight from the other end most likely closes the gap: wait for it
             if not w.busy:
-                key = (w.cursor is None, self._priority(w), est)
+                key = (w.cursor is None, self._priority(w, False), est)
                 if best is None or key > best[0]:
                     best = (key, w, False)
             if not w.low_busy and self._low_ready(w):
-                key = (False, self._priority(w), est)
+                key = (False, self._priority(w, True), est)
                 if best is None or key > best[0]:
                     best = (key, w, True)
         if best is None:
@@ -351,7 +366,7 @@ class Scanner:
                 est = None if w.no_split else w.estimate()
             pages = max(1.0, (est or 0.0) / PAGE)
             total += pages
-            if est is not None and w.two_ended and not w.child_pending:
+            if est is not None and w.two_ended and not w.child_pending and not self._import_paired(w):
                 worst = max(worst, pages / 2)
         return worst >= OUTLAST_PAGES and worst * self.latency > total / self.rate
 
@@ -363,10 +378,13 @@ class Scanner:
                 continue
             if w.two_ended:
                 cand = self._between_ends(w)
-                if cand is not None and (best is None or cand[0] > best[0]):
+                if cand is not None and self._import_paired(w):
+                    if last_resort is None or cand[0] > last_resort[0]:
+                        last_resort = (cand[0], w, cand[1])
+                elif cand is not None and (best is None or cand[0] > best[0]):
                     best = (cand[0], w, cand[1])
                 continue
-            if w.cursor_created is not None and w.gte < w.cursor_created and len(w.at_top or ()) >= PAGE:
+            if w.cursor_created is not None and w.gte < w.cursor_created and w.top_in_import:
                 # A bulk import: a page or more in one `created` second, which cannot be split. Peel off
                 # the range below that second, so what lies below is paged alongside the import.
                 best = (math.inf, w, w.cursor_created)
@@ -393,6 +411,7 @@ class Scanner:
             return None
         _, w, mid = best
         new = Window(gte=w.gte, lt=mid, parent=w)
+        w.halved = new.halved = w.two_ended
         if w.two_ended:
             # The oldest end moves to the part below `mid` (a page of it in flight follows it there, see
             # low_ticket); the part above keeps the newest end and may open a new oldest end later,
@@ -484,16 +503,29 @@ class Scanner:
         rate = self.stripe.pacer.rate_for(LIST_ENDPOINT)
         return min(rate, self.max_rate) if self.max_rate else rate
 
+    @staticmethod
+    def _import_paired(w: Window) -> bool:
+        """Is `w` a part of a split between ends with one end in a bulk import and the other not? Such a
+        window is split again only when nothing else can be (`_split`), and never to keep it from
+        outlasting the rest (`_outlasts`): the import is a chain one cursor pages at a time (its ends
+        take turns inside one second), so a split gives it nothing; the other end pages its own
+        cluster, then the gap, then joins the import from above. A split there costs a partial page
+        (bursty data: a window per cluster instead of one per two, about a request per pair). The
+        first split between ends still finds the clusters between them, and a window with both ends
+        in imports is split as before: neither end would reach what lies between in time."""
+        return w.halved and w.top_in_import != w.low_in_import
+
     def _oldest_unanchored(self, w: Window) -> bool:
         """`w` holds the oldest data left and no end can page it from below (no older customer known)."""
         return w.anchor is None and w.gte == min(v.gte for v in self.windows)
 
-    def _priority(self, w: Window) -> float:
-        """A window inside a bulk import (a page or more in one second) is a chain only its cursors can
-        page: it goes first; so does the oldest data while no end can page it from below (no older
-        customer known), and a window that can be neither split (its split-off was empty) nor paged
-        from below. Then windows not paged yet (their first page shows where data is)."""
-        if len(w.at_top or ()) >= PAGE or len(w.at_low) >= PAGE:
+    def _priority(self, w: Window, low: bool) -> float:
+        """An end inside a bulk import (a page or more in one second) is a chain only it can page (the
+        other end of its window may be in another cluster): it goes first; so does the oldest data
+        while no end can page it from below (no older customer known), and a window that can be
+        neither split (its split-off was empty) nor paged from below. Then windows not paged yet (their
+        first page shows where data is)."""
+        if w.low_in_import if low else w.top_in_import:
             return 2.0
         if not w.two_ended and w.cursor is not None and (
             self._oldest_unanchored(w) or (w.no_split and w.anchor is None)
@@ -512,9 +544,9 @@ class Scanner:
             self.target = max(2, min(MAX_WORKERS, math.ceil(rate * self.latency * CONCURRENCY_FACTOR) + 1))
 
     # paging -------------------------------------------------------------------------------------
-    async def _list(self, w: Window, params: dict[str, Any]) -> dict[str, Any]:
+    async def _list(self, w: Window, params: dict[str, Any], low: bool = False) -> dict[str, Any]:
         """One list call for `w`, after its turn at the gate; its round trip is observed."""
-        await self.gate.acquire(self._priority(w))
+        await self.gate.acquire(self._priority(w, low))
         sent = time.monotonic()
         body: dict[str, Any] = await self.stripe.call("GET", "/v1/customers", params)
         self._observe(time.monotonic() - sent)
@@ -555,7 +587,7 @@ class Scanner:
                 "limit": PAGE, "created": {"gte": w.gte, "lt": w.lt}, "ending_before": w.low_cursor, **self.extra
             }  # fmt: skip
             try:
-                return await self._list(w, params)
+                return await self._list(w, params, low=True)
             except ApiStatusError as exc:
                 if not (exc.status in (400, 404) and (exc.param == "ending_before" or exc.code == "resource_missing")):
                     raise

@@ -76,7 +76,7 @@ def test_cli_max_rate_in_the_summary(sandbox: Any, tmp_path: Path) -> None:
 
 async def test_bursty_data_wastes_no_requests_on_empty_windows(sandbox_factory: Any, tmp_path: Path) -> None:
     """Imports (thousands of customers in one `created` second) and long empty stretches: the exact
-    set, with requests (counted by the sandbox) within 8 % of ⌈N/100⌉ — before, windows split into
+    set, with requests (counted by the sandbox) within 3 % of ⌈N/100⌉ — before, windows split into
     the empty stretches cost ~19 % more."""
     with sandbox_factory(customers=20000, created_profile="bursty", latency_ms=20, rate_limit=100.0,
                          endpoint_rate_limit=100.0) as sb:  # fmt: skip
@@ -89,5 +89,5 @@ async def test_bursty_data_wastes_no_requests_on_empty_windows(sandbox_factory: 
     ids = jsonl_ids(tmp_path / "bursty.jsonl")
     assert len(ids) == len(set(ids)) and set(ids) == want
     used, minimum = stats["by_endpoint"]["GET /v1/customers"], -(-len(want) // 100)
-    assert used <= minimum * 1.08, (used, minimum)
+    assert used <= minimum * 1.03, (used, minimum)  # the issue: within 3 %
     assert stats["rate_limited"] == {}
